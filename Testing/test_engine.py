@@ -1,0 +1,86 @@
+"""Network, adaptation, inference and weights on small real volumes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from conftest import sample_crop
+from intersr.adapt import AdaptConfig, adapt
+from intersr.errors import WeightsError
+from intersr.infer import super_resolve
+from intersr.network import NetConfig, build_network
+from intersr.volume import to_volume
+from intersr.weights import load_pretrained, models_dir, save_weights
+
+
+@pytest.mark.parametrize("design", ["inr", "cnn"])
+def test_network_queries_any_continuous_position(design):
+    torch.manual_seed(0)
+    model = build_network(NetConfig(design=design, channels=8, blocks=1, hidden=16))
+    lr = torch.rand(2, 1, 6, 10)
+    for factor in (2.5, 4.0, 6.6):
+        positions = torch.tensor((np.arange(int(6 * factor)) + 0.5) / factor - 0.5,
+                                 dtype=torch.float32)
+        out = model(lr, positions, factor, 1.0)
+        assert out.shape == (2, 1, len(positions), 10)
+
+
+def test_adaptation_lowers_held_out_loss_on_real_volume():
+    volume = to_volume(sample_crop((64, 64, 20), (32, 32, 20)))
+    scale = np.percentile(volume.array, 99.5)
+    torch.manual_seed(0)
+    model = build_network(NetConfig())
+    result = adapt(model, volume.array / scale, (3.0, 2.0, 2.0), 3.0,
+                   AdaptConfig(steps=60, eval_every=20, batch=4, lr=1e-3), torch.device("cpu"))
+    assert result.steps > 0
+    assert result.final_loss < 0.8 * result.initial_loss
+
+
+def test_adaptation_is_deterministic_with_seed():
+    volume = to_volume(sample_crop((40, 40, 12), (40, 40, 24)))
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = build_network(NetConfig(channels=8, blocks=1, hidden=16))
+        result = adapt(model, volume.array / 300.0, (3.0, 2.0, 2.0), 3.0,
+                       AdaptConfig(steps=10, eval_every=5, batch=2, seed=3), torch.device("cpu"))
+        losses.append([h[2] for h in result.history])
+    assert losses[0] == losses[1]
+
+
+def test_inference_chunks_give_same_result():
+    volume = to_volume(sample_crop((30, 26, 10), (40, 40, 24))).array / 300.0
+    torch.manual_seed(0)
+    model = build_network(NetConfig(channels=8, blocks=1, hidden=16))
+    positions = (np.arange(15) + 0.5) / 1.5 - 0.5
+    whole = super_resolve(model, volume, positions, 1.5, 1.0, torch.device("cpu"))
+    tiny = super_resolve(model, volume, positions, 1.5, 1.0, torch.device("cpu"), chunk_bytes=1)
+    assert whole.shape == (15, 26, 30)
+    np.testing.assert_allclose(whole, tiny, atol=1e-5)
+
+
+def test_weights_checksum_is_verified(tmp_path):
+    model = build_network(NetConfig(channels=8, blocks=1, hidden=16))
+    save_weights(model, NetConfig(channels=8, blocks=1, hidden=16), tmp_path, "w.pt")
+    loaded = load_pretrained(tmp_path)
+    assert loaded is not None and len(loaded.sha256) == 64
+    with open(tmp_path / "w.pt", "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(WeightsError, match="corrupted: sha256"):
+        load_pretrained(tmp_path)
+    (tmp_path / "w.pt").unlink()
+    with pytest.raises(WeightsError, match="weights file missing"):
+        load_pretrained(tmp_path)
+
+
+def test_shipped_weights_load_and_match_manifest():
+    manifest = json.loads((models_dir() / "weights.json").read_text())
+    pretrained = load_pretrained()
+    assert pretrained is not None
+    assert pretrained.sha256 == manifest["weights"][0]["sha256"]
+    total = sum(p.stat().st_size for p in models_dir().glob("*.pt"))
+    assert total <= 30 * 2**20

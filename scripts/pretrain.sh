@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Re-create the shipped weights from scratch (stage 1 video, stage 2 MR) and the ablation's
+# MR-only variant. Safe to re-run after an interruption: every stage resumes from its
+# checkpoint (checkpoints/*.ckpt) and skips when its output already exists.
+#   bash scripts/pretrain.sh            # CPU, about 40 minutes on 2 cores
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+MR=${MR:-../shared/data/mr}
+VIDEO_STEPS=${VIDEO_STEPS:-3000}
+MR_STEPS=${MR_STEPS:-6000}
+[ -d train-data/mr ] || $PY -m intersr train fetch-data --mr "$MR"
+[ -f runs/video.pt ] || $PY -m intersr train video --steps "$VIDEO_STEPS" --resume \
+    --checkpoint checkpoints/video.ckpt --output runs/video.pt --progress none
+[ -f runs/video_mr.pt ] || $PY -m intersr train mr --steps "$MR_STEPS" --resume \
+    --init runs/video.pt --checkpoint checkpoints/video_mr.ckpt --output runs/video_mr.pt \
+    --ship video+mr --progress none
+# ablation variant (b): MR fine-tuning without video pre-training
+[ -f runs/mr_only.pt ] || $PY -m intersr train mr --steps "$MR_STEPS" --resume \
+    --checkpoint checkpoints/mr_only.ckpt --output runs/mr_only.pt --progress none
+echo "pretraining done: runs/*.pt, shipped weights in InterSliceSR/Resources/Models/"
