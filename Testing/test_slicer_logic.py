@@ -12,7 +12,9 @@ the tests create them explicitly, as the application would.
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -466,7 +468,12 @@ def test_dependency_helpers_and_background_torch_probe(tmp_path):
     pins = Path(constraints).read_text().split()
     assert any(p.startswith("numpy==") for p in pins) and any(p.startswith("SimpleITK==") for p in pins)
     assert dependencies.torch_installed()
-    assert "torch" not in sys.modules  # checked without importing torch here
+    # checked without importing torch into Slicer's process (a fresh interpreter: other test
+    # modules of this session import torch themselves)
+    check = ("import sys; from InterSliceSRLib import dependencies as d; "
+             "assert d.torch_installed(); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=MODULE_DIR,
+                   env={**os.environ, "PYTHONPATH": str(MODULE_DIR)})
     probe = EngineProcess(dependencies.torch_probe_args(sys.executable))
     assert probe.wait_finished(timeout=60) and probe.returncode == 0
     info = [e for e in probe.events() if e.get("stage") == "torch"][-1]

@@ -2,13 +2,13 @@
 # Re-create the shipped weights from scratch (stage 1 video, stage 2 MR) and the ablation's
 # MR-only variant. Safe to re-run after an interruption: every stage resumes from its
 # checkpoint (checkpoints/*.ckpt) and skips when its output already exists.
-#   bash scripts/pretrain.sh            # CPU, about 40 minutes on 2 cores
+#   bash scripts/pretrain.sh            # CPU: about 45 minutes on 2 cores (see the model card)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 MR=${MR:-../shared/data/mr}
 VIDEO_STEPS=${VIDEO_STEPS:-3000}
-MR_STEPS=${MR_STEPS:-6000}
+MR_STEPS=${MR_STEPS:-8000}
 [ -d train-data/mr ] || $PY -m intersr train fetch-data --mr "$MR"
 [ -f runs/video.pt ] || $PY -m intersr train video --steps "$VIDEO_STEPS" --resume \
     --checkpoint checkpoints/video.ckpt --output runs/video.pt --progress none
