@@ -119,3 +119,18 @@ def test_provenance_in_nrrd_header(tmp_path, small_volume):
     assert "not acquired" in out.GetMetaData("intersr_note")
     assert out.HasMetaDataKey("intersr_weights_sha256")
     assert out.GetPixelIDValue() == sitk.ReadImage(str(small_volume)).GetPixelIDValue()
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_volume_owns_its_voxels(axis):
+    """The canonical array must not alias the SimpleITK buffer (freed with the image)."""
+    image = anisotropic(axis)
+    expected = np.transpose(sitk.GetArrayFromImage(image), (2 - axis, *[a for a in (0, 1, 2) if a != 2 - axis]))
+    volume = to_volume(image)
+    assert volume.array.base is None or not np.shares_memory(
+        volume.array, sitk.GetArrayViewFromImage(image))
+    del image
+    import gc
+    gc.collect()
+    _ = [np.full((64, 64, 64), 7.0, np.float32) for _ in range(4)]  # reuse freed memory
+    np.testing.assert_array_equal(volume.array, expected)

@@ -164,7 +164,8 @@ def to_volume(image: sitk.Image, *, slice_thickness: float | None = None, force:
             raise InputError(f"input looks like a label map (integer voxels with only {distinct} "
                              "distinct values); super-resolution is for intensity images "
                              "(use --force to process it anyway)")
-    array = np.ascontiguousarray(np.transpose(raw, _numpy_order(geometry.slice_axis)), np.float32)
+    # a copy, always: `raw` is a view into the image's buffer, which may be freed after return
+    array = np.array(np.transpose(raw, _numpy_order(geometry.slice_axis)), np.float32, order="C")
     metadata = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys()}
     return Volume(array=array, geometry=geometry, pixel_id=image.GetPixelID(),
                   slice_thickness=slice_thickness, source=source, metadata=metadata)
