@@ -250,25 +250,39 @@ def markdown(results: list[dict], methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def timing(args) -> int:
-    """Default `intersr run` on a 181x215x44 volume at 1x1x4 mm, as a real subprocess."""
-    data = Path(args.data) if args.data else DEFAULT_DATA
-    source = sitk.ReadImage(str(data / "brain_t1_seg3d.nii.gz"), sitk.sitkFloat32)
-    array = sitk.GetArrayFromImage(source)  # (160, 232, 160) z, y, x
-    array = np.pad(array, ((8, 8), (0, 0), (10, 11)), mode="edge")[:176, 8:223, :181]
-    thick = degrade(array, 0, 4, 4)
+def timing_volume(data: Path, size: tuple[int, int, int], spacing: tuple[float, float, float],
+                  factor: int = 4) -> sitk.Image:
+    """A thick-slice volume of `size` (x, y, z) made from a real scan (zoomed to fit) at x4."""
+    from scipy import ndimage
+
+    source = sitk.GetArrayFromImage(sitk.ReadImage(str(data / "brain_t1_seg3d.nii.gz"),
+                                                   sitk.sitkFloat32))
+    fine_shape = (size[2] * factor, size[1], size[0])
+    zoomed = ndimage.zoom(source, [f / s for f, s in zip(fine_shape, source.shape)], order=1)
+    thick = degrade(zoomed[: fine_shape[0], : fine_shape[1], : fine_shape[2]], 0, factor, factor)
     image = sitk.GetImageFromArray(thick)
-    image.SetSpacing((1.0, 1.0, 4.0))
+    image.SetSpacing(spacing)
+    return image
+
+
+def timing(args) -> int:
+    """Default `intersr run` as a real subprocess: wall time and peak RSS, B-spline beside it."""
+    data = Path(args.data) if args.data else DEFAULT_DATA
+    size = tuple(int(v) for v in args.timing_size.split(","))
+    spacing = (1.0, 1.0, 4.0) if size == (181, 215, 44) else (0.5, 0.5, 2.0)
+    image = timing_volume(data, size, spacing)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "thick.nrrd", Path(tmp) / "iso.nrrd"
         sitk.WriteImage(image, str(src))
-        grid = sitk.Image([181, 215, 176], sitk.sitkFloat32)
-        grid.SetOrigin((0.0, 0.0, -1.5))
+        grid = sitk.Image([size[0], size[1], size[2] * 4], sitk.sitkFloat32)
+        grid.SetSpacing((spacing[0], spacing[1], spacing[2] / 4))
+        grid.SetOrigin((0.0, 0.0, -spacing[2] / 2 + spacing[2] / 8))
         t0 = time.monotonic()
         bsp = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32)
         bspline_s = time.monotonic() - t0
+        del bsp
         cmd = [sys.executable, "-m", "intersr", "run", str(src), str(dst), "--progress", "none",
                "--device", args.device]
         t0 = time.monotonic()
@@ -282,14 +296,17 @@ def timing(args) -> int:
             time.sleep(0.1)
         seconds = time.monotonic() - t0
         ok = proc.returncode == 0 and dst.exists()
-        size = sitk.ReadImage(str(dst)).GetSize() if ok else None
-    del bsp
-    report = {"input_size": [181, 215, 44], "spacing": [1, 1, 4], "output_size": size,
+        written = sitk.ReadImage(str(dst)) if ok else None
+        steps = written.GetMetaData("intersr_adapt_steps") if ok else None
+        out_size = written.GetSize() if ok else None
+    report = {"input_size": list(size), "spacing": list(spacing), "output_size": out_size,
               "intersr_seconds": round(seconds, 1), "intersr_peak_rss_gb": round(peak / 2**30, 2),
-              "bspline_seconds": round(bspline_s, 2), "ratio": round(seconds / bspline_s, 1),
-              "device": args.device, "cpus": os.cpu_count(), "exit_code": proc.returncode}
+              "adapt_steps": steps, "bspline_seconds": round(bspline_s, 2),
+              "ratio": round(seconds / bspline_s, 1), "device": args.device,
+              "cpus": os.cpu_count(), "exit_code": proc.returncode}
     print(json.dumps(report, indent=2))
-    (out / "timing.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = "timing.json" if size == (181, 215, 44) else f"timing_{'x'.join(map(str, size))}.json"
+    (out / name).write_text(json.dumps(report, indent=2) + "\n")
     return 0 if ok else 1
 
 

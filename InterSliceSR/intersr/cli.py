@@ -99,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--volumes", default=None, help="comma-separated file names to use")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--timing", action="store_true",
-                       help="time default `intersr run` on a 181x215x44 1x1x4 mm volume instead")
+                       help="time default `intersr run` on a thick volume (x4) instead")
+    bench.add_argument("--timing-size", default="181,215,44",
+                       help="x,y,z of the --timing volume (181,215,44 at 1x1x4 mm; others at "
+                       "0.5x0.5x2 mm)")
 
     from .train import add_train_parser
     add_train_parser(sub)

@@ -210,23 +210,19 @@ def cmd_fetch(args) -> int:
     return 0
 
 
-def cmd_video(args) -> int:
-    torch.set_num_threads(args.threads)
-    clips = load_clips(Path(args.data) / "video")
-    model = initial(args)
-    report = fit(model, lambda rng: video_batch(clips, args.batch, rng), args.steps, args.lr,
-                 Path(args.checkpoint), args.resume, args.seed, Progress(args.progress))
-    _finish(model, report, args, stage="video")
-    return 0
+STAGES = {"video": (lambda data: load_clips(data / "video"), video_batch),
+          "mr": (lambda data: load_mr(data / "mr"), mr_batch)}
 
 
-def cmd_mr(args) -> int:
+def cmd_stage(args) -> int:
+    """Train one stage: its data source makes the batches, the loop is shared."""
     torch.set_num_threads(args.threads)
-    volumes = load_mr(Path(args.data) / "mr")
+    load, make_batch = STAGES[args.stage]
+    source = load(Path(args.data))
     model = initial(args)
-    report = fit(model, lambda rng: mr_batch(volumes, args.batch, rng), args.steps, args.lr,
+    report = fit(model, lambda rng: make_batch(source, args.batch, rng), args.steps, args.lr,
                  Path(args.checkpoint), args.resume, args.seed, Progress(args.progress))
-    _finish(model, report, args, stage="mr")
+    _finish(model, report, args, stage=args.stage)
     return 0
 
 
@@ -254,7 +250,7 @@ def add_train_parser(sub) -> None:
     fetch.add_argument("--data", default="train-data")
     fetch.add_argument("--mr", default="../shared/data/mr", help="folder of real MR volumes")
     fetch.set_defaults(train_func=cmd_fetch)
-    for name, func, steps, lr in (("video", cmd_video, 1200, 5e-4), ("mr", cmd_mr, 3000, 3e-4)):
+    for name, steps, lr in (("video", 3000, 5e-4), ("mr", 8000, 3e-4)):
         stage = stages.add_parser(name, help=f"stage {'1' if name == 'video' else '2'}: {name}")
         stage.add_argument("--data", default="train-data")
         stage.add_argument("--steps", type=int, default=steps)
@@ -269,4 +265,4 @@ def add_train_parser(sub) -> None:
         stage.add_argument("--ship", metavar="STAGES",
                            help="also write the shipped weights, recording STAGES (e.g. video+mr)")
         stage.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
-        stage.set_defaults(train_func=func)
+        stage.set_defaults(train_func=cmd_stage)
