@@ -171,3 +171,55 @@ def test_sigterm_during_adaptation_leaves_nothing(tmp_path, small_volume):
     last = json.loads(rest.strip().splitlines()[-1])
     assert last["stage"] == "error" and "cancelled" in last["message"]
     assert list(out_dir.iterdir()) == []
+
+
+def write_dicom_series(image: sitk.Image, folder: Path, thickness: float) -> None:
+    """A minimal MR DICOM series (one file per slice) with SliceThickness set."""
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    direction = image.GetDirection()
+    series = "1.2.826.0.1.3680043.2.1125.1.4242"
+    for k in range(image.GetDepth()):
+        piece = sitk.Cast(image[:, :, k], sitk.sitkInt16)
+        origin = image.TransformIndexToPhysicalPoint((0, 0, k))
+        tags = {
+            "0008|0060": "MR", "0008|0016": "1.2.840.10008.5.1.4.1.1.4",
+            "0020|000e": series, "0020|000d": series + ".1",
+            "0008|0018": f"{series}.{k + 2}",
+            "0020|0037": "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6],
+                                                          direction[1], direction[4], direction[7])),
+            "0020|0032": "\\".join(f"{v:.6f}" for v in origin),
+            "0020|0013": str(k + 1),
+            "0028|0030": "\\".join(f"{v:.6f}" for v in image.GetSpacing()[:2]),
+            "0018|0050": f"{thickness:.6f}",
+        }
+        for key, value in tags.items():
+            piece.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(piece)
+
+
+def test_dicom_series_folder_uses_slice_thickness(tmp_path):
+    image = sample_crop((24, 24, 8), (50, 50, 24))
+    write_dicom_series(image, tmp_path / "series", thickness=2.4)
+    target = tmp_path / "iso.nrrd"
+    assert cli.main(["run", str(tmp_path / "series"), str(target), "--no-adapt",
+                     "--progress", "none"]) == 0
+    out = sitk.ReadImage(str(target))
+    assert float(out.GetMetaData("intersr_thickness_mm")) == pytest.approx(2.4)
+    assert out.GetSize() == (24, 24, 12)
+    assert out.GetSpacing()[2] == pytest.approx(2.0, abs=1e-4)
+
+
+def test_too_little_memory_is_refused_before_work(tmp_path, capsys, small_volume, monkeypatch):
+    import psutil
+
+    class Tight:
+        available = 64 * 2**20
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tight())
+    code = cli.main(["run", str(small_volume), str(tmp_path / "o.nrrd"), "--progress", "none"])
+    assert code == 3
+    assert "GB of memory but only" in capsys.readouterr().err
+    assert not (tmp_path / "o.nrrd").exists()
