@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 import torch
 
 from conftest import sample_crop

@@ -8,7 +8,6 @@ spacing along it is ``h`` (default: the finest in-plane spacing), the output has
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 # The engine's own grid rules (intersr.volume needs only numpy and SimpleITK, both bundled with

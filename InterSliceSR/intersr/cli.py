@@ -15,7 +15,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData" / \
     "KmeansTest_T1UCharRaw.nii.gz"
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
@@ -24,16 +24,16 @@ def _positive_float(text: str) -> float:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     grid = parser.add_mutually_exclusive_group()
-    grid.add_argument("--spacing", type=_positive_float, metavar="MM",
+    grid.add_argument("--spacing", type=_number, metavar="MM",
                       help="output spacing along the slice axis (default: finest in-plane)")
-    grid.add_argument("--factor", type=_positive_float, metavar="F",
+    grid.add_argument("--factor", type=_number, metavar="F",
                       help="slice spacing / output spacing (any real >= 1)")
-    parser.add_argument("--thickness", type=_positive_float, metavar="MM",
+    parser.add_argument("--thickness", type=_number, metavar="MM",
                         help="slice profile FWHM (default: DICOM SliceThickness or slice spacing)")
     parser.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--adapt-steps", type=int, metavar="N", help="adaptation step budget")
-    budget.add_argument("--adapt-seconds", type=_positive_float, metavar="S",
+    budget.add_argument("--adapt-seconds", type=_number, metavar="S",
                         help="adaptation time budget (default: 180 s on CPU, 120 s on CUDA)")
     budget.add_argument("--no-adapt", action="store_true", help="use the shipped weights as they are")
     parser.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")

@@ -6,10 +6,8 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import psutil
@@ -209,17 +207,3 @@ def describe(result: RunResult) -> str:
             f"{result.adaptation.steps} adaptation steps (held-out L1 "
             f"{result.adaptation.initial_loss:.4f} -> {result.adaptation.final_loss:.4f}), "
             f"data consistency {result.data_consistency_db:.2f} dB")
-
-
-def default_output(input_path: str) -> Path:
-    path = Path(input_path)
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return path.with_name(name + "_isotropic.nrrd")
-
-
-def stderr_log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

@@ -9,7 +9,7 @@ c_0 - s/2 + h/2 + j*h.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,6 @@ class Volume:
     pixel_id: int
     slice_thickness: float | None = None  # from DICOM SliceThickness when known
     source: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def _inplane_itk_axes(slice_axis: int) -> tuple[int, int]:
@@ -128,7 +127,7 @@ def read_image(path: str | os.PathLike) -> tuple[sitk.Image, float | None]:
     return image, thickness
 
 
-def validate_image(image: sitk.Image, *, force: bool = False) -> None:
+def validate_image(image: sitk.Image) -> None:
     """Refuse what the engine cannot honestly process, with a message that says why."""
     dim = image.GetDimension()
     if dim == 2:
@@ -150,7 +149,7 @@ def validate_image(image: sitk.Image, *, force: bool = False) -> None:
 def to_volume(image: sitk.Image, *, slice_thickness: float | None = None, force: bool = False,
               slice_axis: int | None = None, source: str = "") -> Volume:
     """Validate and convert a SimpleITK image into the canonical Volume."""
-    validate_image(image, force=force)
+    validate_image(image)
     geometry = geometry_of(image, slice_axis)
     raw = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(raw.dtype, np.floating) and not np.isfinite(raw).all():
@@ -166,9 +165,8 @@ def to_volume(image: sitk.Image, *, slice_thickness: float | None = None, force:
                              "(use --force to process it anyway)")
     # a copy, always: `raw` is a view into the image's buffer, which may be freed after return
     array = np.array(np.transpose(raw, _numpy_order(geometry.slice_axis)), np.float32, order="C")
-    metadata = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys()}
     return Volume(array=array, geometry=geometry, pixel_id=image.GetPixelID(),
-                  slice_thickness=slice_thickness, source=source, metadata=metadata)
+                  slice_thickness=slice_thickness, source=source)
 
 
 def load_volume(path: str | os.PathLike, *, force: bool = False) -> Volume:
