@@ -26,8 +26,9 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/mr")
     parser.add_argument("--volumes", default="brain_t2w_arc_m2208.nii.gz,"
                         "brain_t1gd_skullstripped_mrgd.nii.gz")
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--seconds", type=float, default=45)
     parser.add_argument("--crop", type=int, default=112)
+    parser.add_argument("--factors", default="4")
     parser.add_argument("--out", default="docs/designs.json")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -35,7 +36,7 @@ def main() -> None:
     for name in args.volumes.split(","):
         reference, _ = crop_to_anatomy(sitk.ReadImage(str(Path(args.data) / name)), args.crop)
         ref = sitk.GetArrayFromImage(reference)
-        for factor in (4.0, 2.5):
+        for factor in [float(f) for f in args.factors.split(",")]:
             thick = thick_case(reference, Case("z", 2, factor, factor))
             volume = to_volume(thick, force=True)
             geometry = output_geometry(volume.geometry, reference.GetSpacing()[2])

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto")
     bench.add_argument("--timing", action="store_true",
                        help="time default `intersr run` on a thick volume (x4) instead")
+    bench.add_argument("--real", action="store_true",
+                       help="run on each thick-slice volume of DATA instead: contract geometry "
+                       "and data consistency against B-spline")
     bench.add_argument("--timing-size", default="181,215,44",
                        help="x,y,z of the --timing volume (181,215,44 at 1x1x4 mm; others at "
                        "0.5x0.5x2 mm)")
