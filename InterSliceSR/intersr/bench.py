@@ -250,6 +250,20 @@ def markdown(results: list[dict], methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_engine(arguments: list[str]) -> tuple[int, float, int]:
+    """`python -m intersr run ...` as a separate process: exit code, wall seconds, peak RSS."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "intersr", "run", *arguments])
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, psutil.Process(proc.pid).memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    return proc.returncode, time.monotonic() - t0, peak
+
+
 def timing_volume(data: Path, size: tuple[int, int, int], spacing: tuple[float, float, float],
                   factor: int = 4) -> sitk.Image:
     """A thick-slice volume of `size` (x, y, z) made from a real scan (zoomed to fit) at x4."""
@@ -276,26 +290,14 @@ def timing(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "thick.nrrd", Path(tmp) / "iso.nrrd"
         sitk.WriteImage(image, str(src))
-        grid = sitk.Image([size[0], size[1], size[2] * 4], sitk.sitkFloat32)
-        grid.SetSpacing((spacing[0], spacing[1], spacing[2] / 4))
-        grid.SetOrigin((0.0, 0.0, -spacing[2] / 2 + spacing[2] / 8))
+        grid = expected_grid(image, spacing[2] / 4)
         t0 = time.monotonic()
         bsp = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32)
         bspline_s = time.monotonic() - t0
         del bsp
-        cmd = [sys.executable, "-m", "intersr", "run", str(src), str(dst), "--progress", "none",
-               "--device", args.device]
-        t0 = time.monotonic()
-        proc = subprocess.Popen(cmd)
-        peak = 0
-        while proc.poll() is None:
-            try:
-                peak = max(peak, psutil.Process(proc.pid).memory_info().rss)
-            except psutil.Error:
-                pass
-            time.sleep(0.1)
-        seconds = time.monotonic() - t0
-        ok = proc.returncode == 0 and dst.exists()
+        code, seconds, peak = run_engine([str(src), str(dst), "--progress", "none",
+                                          "--device", args.device])
+        ok = code == 0 and dst.exists()
         written = sitk.ReadImage(str(dst)) if ok else None
         steps = written.GetMetaData("intersr_adapt_steps") if ok else None
         out_size = written.GetSize() if ok else None
@@ -303,7 +305,7 @@ def timing(args) -> int:
               "intersr_seconds": round(seconds, 1), "intersr_peak_rss_gb": round(peak / 2**30, 2),
               "adapt_steps": steps, "bspline_seconds": round(bspline_s, 2),
               "ratio": round(seconds / bspline_s, 1), "device": args.device,
-              "cpus": os.cpu_count(), "exit_code": proc.returncode}
+              "cpus": os.cpu_count(), "exit_code": code}
     print(json.dumps(report, indent=2))
     name = "timing.json" if size == (181, 215, 44) else f"timing_{'x'.join(map(str, size))}.json"
     (out / name).write_text(json.dumps(report, indent=2) + "\n")
@@ -344,19 +346,13 @@ def real_scans(args) -> int:
         h = min(sp for i, sp in enumerate(thick.GetSpacing()) if i != int(np.argmax(thick.GetSpacing())))
         with tempfile.TemporaryDirectory() as tmp:
             dst = Path(tmp) / "iso.nrrd"
-            cmd = [sys.executable, "-m", "intersr", "run", str(path), str(dst), "--progress",
-                   "none", "--device", args.device, "--adapt-seconds",
-                   str(args.adapt_seconds if args.adapt_seconds is not None else 60)]
-            t0 = time.monotonic()
-            proc = subprocess.Popen(cmd)
-            peak = 0
-            while proc.poll() is None:
-                try:
-                    peak = max(peak, psutil.Process(proc.pid).memory_info().rss)
-                except psutil.Error:
-                    pass
-                time.sleep(0.1)
-            seconds = time.monotonic() - t0
+            code, seconds, peak = run_engine(
+                [str(path), str(dst), "--progress", "none", "--device", args.device,
+                 "--adapt-seconds", str(args.adapt_seconds if args.adapt_seconds is not None else 60)])
+            if code != 0:
+                print(f"intersr bench: {path.name}: intersr run failed with exit code {code}",
+                      file=sys.stderr)
+                return 1
             result = sitk.ReadImage(str(dst))
             grid = expected_grid(thick, h)
             geometry_error = max(
