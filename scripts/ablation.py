@@ -22,7 +22,7 @@ import torch
 from intersr.adapt import AdaptConfig, adapt
 from intersr.bench import Case, crop_to_anatomy, thick_case
 from intersr.infer import super_resolve
-from intersr.metrics import quality
+from intersr.metrics import normaliser, quality
 from intersr.network import NetConfig, build_network
 from intersr.train import HELD_OUT
 from intersr.volume import output_positions, to_image, to_volume
@@ -45,7 +45,7 @@ def model_for(source: str) -> torch.nn.Module:
 def run_variant(volume, source: str, adapted: bool, steps: int, factor: float, thickness: float):
     model = model_for(source)
     array = volume.array
-    scale = float(np.percentile(array, 99.5))
+    scale = normaliser(array)
     s = volume.geometry.slice_spacing
     history = []
     t0 = time.monotonic()

@@ -9,14 +9,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 import torch
 
 from intersr.adapt import AdaptConfig, adapt
 from intersr.bench import Case, crop_to_anatomy, thick_case
 from intersr.infer import super_resolve
-from intersr.metrics import quality
+from intersr.metrics import normaliser, quality
 from intersr.network import NetConfig, build_network
 from intersr.volume import output_geometry, output_positions, to_image, to_volume
 
@@ -40,7 +39,7 @@ def main() -> None:
             thick = thick_case(reference, Case("z", 2, factor, factor))
             volume = to_volume(thick, force=True)
             geometry = output_geometry(volume.geometry, reference.GetSpacing()[2])
-            scale = float(np.percentile(volume.array, 99.5))
+            scale = normaliser(volume.array)
             row = {"volume": name.split(".")[0], "factor": factor}
             for design in ("inr", "cnn"):
                 torch.manual_seed(0)

@@ -17,7 +17,7 @@ from . import __version__
 from .adapt import AdaptConfig, AdaptResult, adapt
 from .errors import InputError, ResourceError
 from .infer import super_resolve
-from .metrics import data_consistency_db
+from .metrics import data_consistency_db, normaliser
 from .network import NetConfig, build_network
 from .progress import Progress
 from .volume import (Geometry, Volume, check_writable, is_isotropic, load_volume,
@@ -150,7 +150,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     torch.manual_seed(options.seed)
     if device.type == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-    scale = float(np.percentile(volume.array, 99.5)) or float(np.abs(volume.array).max()) or 1.0
+    scale = normaliser(volume.array)
     normalised = volume.array / scale
     model, sha = initial_model(options, progress.log)
     if options.no_adapt or options.adapt_steps == 0 or options.adapt_seconds == 0:

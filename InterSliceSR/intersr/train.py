@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .metrics import normaliser
 from .network import NetConfig, build_network
 from .pairs import PairBatch, PlanePairs
 from .progress import Progress
@@ -129,8 +130,7 @@ def load_mr(folder: Path) -> list[tuple[np.ndarray, tuple[float, ...]]]:
             continue
         image = sitk.ReadImage(str(path), sitk.sitkFloat32)
         array = sitk.GetArrayFromImage(image)
-        scale = float(np.percentile(array, 99.5)) or 1.0
-        volumes.append((array / scale, tuple(reversed(image.GetSpacing()))))
+        volumes.append((array / normaliser(array), tuple(reversed(image.GetSpacing()))))
     if not volumes:
         raise SystemExit(f"no MR volumes in {folder}; run `intersr train fetch-data` first")
     return volumes
