@@ -113,11 +113,13 @@ def test_label_map_allowed_with_force(tmp_path):
 
 EVENT_TYPES = {"stage": str, "step": int, "steps": int, "loss": (float, type(None)),
                "eta_s": (float, int), "message": str, "output": str, "seconds": (float, int),
-               "data_consistency_db": (float, int), "provenance": dict, "iteration": int}
+               "data_consistency_db": (float, int), "provenance": dict, "iteration": int,
+               "profile": dict}
 
 
 def check_event(event: dict) -> None:
-    assert event["stage"] in ("load", "adapt", "infer", "check", "write", "done", "error")
+    assert event["stage"] in ("load", "profile", "adapt", "infer", "check", "write", "done",
+                              "error")
     for key, value in event.items():
         assert key in EVENT_TYPES, key
         assert isinstance(value, EVENT_TYPES[key]), (key, value)
@@ -205,9 +207,10 @@ def test_dicom_series_folder_uses_slice_thickness(tmp_path):
     write_dicom_series(image, tmp_path / "series", thickness=2.4)
     target = tmp_path / "iso.nrrd"
     assert cli.main(["run", str(tmp_path / "series"), str(target), "--no-adapt",
-                     "--progress", "none"]) == 0
+                     "--profile", "gauss", "--progress", "none"]) == 0
     out = sitk.ReadImage(str(target))
     assert float(out.GetMetaData("intersr_thickness_mm")) == pytest.approx(2.4)
+    assert out.GetMetaData("intersr_profile") == "gauss, FWHM 2.4 mm (forced)"
     assert out.GetSize() == (24, 24, 12)
     assert out.GetSpacing()[2] == pytest.approx(2.0, abs=1e-4)
 

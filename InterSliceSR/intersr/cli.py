@@ -29,7 +29,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--factor", type=_number, metavar="F",
                       help="slice spacing / output spacing (any real >= 1)")
     parser.add_argument("--thickness", type=_number, metavar="MM",
-                        help="slice profile FWHM (default: DICOM SliceThickness or slice spacing)")
+                        help="slice profile FWHM in mm (default: estimated from the volume)")
+    parser.add_argument("--profile", choices=("auto", "gauss", "box", "sinc"), default="auto",
+                        help="slice profile shape: auto (default, estimated from the volume), "
+                        "gauss, box or sinc (windowed-sinc RF pulse); with a thickness "
+                        "(--thickness or DICOM SliceThickness) it forces the profile")
     parser.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--adapt-steps", type=int, metavar="N", help="adaptation step budget")
@@ -47,7 +51,8 @@ def options_from(args: argparse.Namespace):
     return RunOptions(spacing=args.spacing, factor=args.factor, thickness=args.thickness,
                       device=args.device, adapt_steps=args.adapt_steps,
                       adapt_seconds=args.adapt_seconds, no_adapt=args.no_adapt, seed=args.seed,
-                      force=args.force, weights=args.weights)
+                      force=args.force, weights=args.weights,
+                      profile=args.profile)
 
 
 def _raise_cancel(signum, frame):
@@ -92,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("data", nargs="?", help="folder of near-isotropic volumes "
                        "(default ../shared/data/mr when present)")
     bench.add_argument("--out", default="bench-out", help="folder for JSON, Markdown and PNGs")
+    bench.add_argument("--adapt-steps", type=int, default=None,
+                       help="adaptation steps per simulated case (default 350)")
+    bench.add_argument("--seeds", type=int, default=None,
+                       help="seeds per simulated case (default 3: median and spread)")
     bench.add_argument("--adapt-seconds", type=float, default=None,
                        help="adaptation budget per case (default: the bench's own)")
     bench.add_argument("--crop", type=int, default=None, help="max voxels per axis of each crop")

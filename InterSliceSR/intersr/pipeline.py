@@ -16,9 +16,11 @@ import torch
 from . import __version__
 from .adapt import AdaptConfig, AdaptResult, adapt
 from .errors import InputError, ResourceError
+from .degrade import SHAPES, SliceProfile
 from .infer import super_resolve
 from .metrics import data_consistency_db, normaliser
 from .network import NetConfig, build_network
+from .profile import estimate_profile
 from .progress import Progress
 from .volume import (Geometry, Volume, check_writable, is_isotropic, load_volume,
                      output_geometry, output_positions, to_image, write_atomic)
@@ -33,7 +35,8 @@ DEFAULT_BUDGET = {"cpu": AdaptConfig(seconds=180.0, steps=3000),
 class RunOptions:
     spacing: float | None = None  # output spacing along the slice axis (mm)
     factor: float | None = None  # or: slice spacing / output spacing
-    thickness: float | None = None  # slice profile FWHM (mm); default DICOM or slice spacing
+    thickness: float | None = None  # slice profile FWHM (mm); default: estimated
+    profile: str = "auto"  # slice profile shape: auto (estimated), gauss, box or sinc
     device: str = "auto"
     adapt_steps: int | None = None
     adapt_seconds: float | None = None
@@ -51,6 +54,7 @@ class RunResult:
     factor: float
     thickness: float
     adaptation: AdaptResult
+    profile: SliceProfile
     data_consistency_db: float
     weights_sha256: str
     seconds: float
@@ -133,6 +137,44 @@ def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
                        seed=options.seed)
 
 
+def slice_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float],
+                   header_thickness: float | None, options: RunOptions,
+                   progress: Progress) -> tuple[list[SliceProfile], str]:
+    """The profile(s) to adapt to, best first, and how they were obtained.
+
+    --profile gauss|box|sinc with a thickness (--thickness, else DICOM SliceThickness) forces
+    the profile; whatever is not forced is estimated from the volume (profile.py). A header
+    thickness alone is nominal, so with --profile auto it is not trusted over the data.
+    """
+    s = spacing3[0]
+    if options.profile not in ("auto", *SHAPES):
+        raise InputError(f"unknown --profile {options.profile!r}: use auto, "
+                         + ", ".join(SHAPES))
+    if options.thickness is not None and (not np.isfinite(options.thickness)
+                                          or options.thickness <= 0):
+        raise InputError(f"--thickness must be a positive number of mm (got {options.thickness})")
+    forced_fwhm = options.thickness
+    if options.profile != "auto" and forced_fwhm is None:
+        forced_fwhm = header_thickness
+    if options.profile != "auto" and forced_fwhm is not None:
+        return [SliceProfile(options.profile, float(forced_fwhm))], "forced"
+    shapes = SHAPES if options.profile == "auto" else (options.profile,)
+    progress.update("profile", 0, 1)
+    try:
+        estimate = estimate_profile(normalised, spacing3, shapes=shapes, fwhm_mm=forced_fwhm)
+    except ValueError as exc:  # too few slices or too little anatomy: say so, fall back
+        fallback = forced_fwhm or header_thickness or s
+        progress.log(f"intersr: slice profile not estimated ({exc}); using a Gaussian of "
+                     f"FWHM {fallback:.3g} mm")
+        return [SliceProfile(shapes[0] if len(shapes) == 1 else "gauss", float(fallback))], \
+            "fallback"
+    progress.update("profile", 1, 1, profile=estimate.as_dict())
+    progress.log(f"intersr: estimated slice profile {estimate.profile.describe()} "
+                 f"(FWHM/spacing {estimate.ratio:.2f}); adapting to: "
+                 + "; ".join(p.describe() for p in estimate.plausible))
+    return estimate.plausible or [estimate.profile], "estimated"
+
+
 def super_resolve_volume(volume: Volume, options: RunOptions,
                          progress: Progress | None = None) -> RunResult:
     """The whole method on an in-memory canonical volume."""
@@ -142,9 +184,6 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     spacing, factor = plan_grid(volume, options)
     geometry = volume.geometry
     s = geometry.slice_spacing
-    thickness = options.thickness or volume.slice_thickness or s
-    if not np.isfinite(thickness) or thickness <= 0:
-        raise InputError(f"--thickness must be a positive number of mm (got {thickness})")
     positions = output_positions(volume.array.shape[0], factor)
     check_memory(volume, len(positions))
     torch.manual_seed(options.seed)
@@ -152,16 +191,21 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     scale = normaliser(volume.array)
     normalised = volume.array / scale
+    spacing3 = (s, *geometry.inplane_spacings)
+    profiles, how = slice_profiles(normalised, spacing3, volume.slice_thickness, options,
+                                   progress)
+    profile = profiles[0]
+    thickness = profile.fwhm
     model, sha = initial_model(options, progress.log)
     if options.no_adapt or options.adapt_steps == 0 or options.adapt_seconds == 0:
         result = AdaptResult()
     else:
-        spacing3 = (s, *geometry.inplane_spacings)
-        result = adapt(model, normalised, spacing3, thickness, adapt_config(options, device),
-                       device, progress)
+        result = adapt(model, normalised, spacing3, profiles, adapt_config(options, device),
+                       device, progress, target_spacing=spacing)
     output = super_resolve(model, normalised, positions, factor, thickness / s, device, progress)
     progress.update("check", 0, 1)
-    consistency = data_consistency_db(normalised, output, factor, thickness / spacing)
+    consistency = data_consistency_db(normalised, output, factor, thickness / spacing,
+                                      profile.shape, profile.tbw)
     progress.update("check", 1, 1, data_consistency_db=consistency)
     low, high = float(volume.array.min()), float(volume.array.max())
     output = np.clip(output * scale, low, high)
@@ -174,13 +218,15 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         "intersr_input_spacing_mm": f"{s:.6g}",
         "intersr_output_spacing_mm": f"{spacing:.6g}",
         "intersr_thickness_mm": f"{thickness:.6g}",
+        "intersr_profile": f"{profile.describe()} ({how})",
+        "intersr_profiles_adapted": "; ".join(p.describe() for p in profiles),
         "intersr_adapt_steps": str(result.steps),
         "intersr_adapt_final_loss": f"{result.final_loss:.6g}",
-        "intersr_data_consistency_db": f"{consistency:.4g}",
+        "intersr_data_consistency_db": f"{consistency:.4g} (self-consistency, not quality)",
         "intersr_note": "slices synthesised by InterSliceSR, not acquired",
     }
     return RunResult(array=output.astype(np.float32), geometry=out_geometry, factor=factor,
-                     thickness=thickness, adaptation=result, data_consistency_db=consistency,
+                     thickness=thickness, adaptation=result, profile=profile, data_consistency_db=consistency,
                      weights_sha256=sha, seconds=time.monotonic() - start, provenance=provenance)
 
 
@@ -203,7 +249,7 @@ def run(input_path: str, output_path: str, options: RunOptions,
 
 
 def describe(result: RunResult) -> str:
-    return (f"factor {result.factor:.3g}, thickness {result.thickness:.3g} mm, "
+    return (f"factor {result.factor:.3g}, slice profile {result.profile.describe()}, "
             f"{result.adaptation.steps} adaptation steps (held-out L1 "
             f"{result.adaptation.initial_loss:.4f} -> {result.adaptation.final_loss:.4f}), "
             f"data consistency {result.data_consistency_db:.2f} dB")
