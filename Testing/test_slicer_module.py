@@ -26,7 +26,7 @@ import slicer.util  # noqa: E402
 
 from InterSliceSRLib import dependencies, panel  # noqa: E402
 
-TREE = ast.parse(MODULE_FILE.read_text())
+TREE = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
 FUNCTIONS = {n.name: n for n in ast.walk(TREE) if isinstance(n, ast.FunctionDef)}
 
 
@@ -36,7 +36,7 @@ def calls(tree, attr):
 
 
 def test_module_file_stays_small():
-    assert len(MODULE_FILE.read_text().splitlines()) < 600
+    assert len(MODULE_FILE.read_text(encoding="utf-8").splitlines()) < 600
 
 
 # ---------------------------------------------------------------- item 11: annotations
@@ -109,7 +109,7 @@ def _untranslated_words(node):
 
 
 def test_user_visible_strings_are_translatable():
-    assert "from slicer.i18n import tr as _" in MODULE_FILE.read_text()
+    assert "from slicer.i18n import tr as _" in MODULE_FILE.read_text(encoding="utf-8")
     module_init = next(n for n in ast.walk(TREE) if isinstance(n, ast.ClassDef) and n.name == "InterSliceSR")
     assigns = {ast.unparse(n.targets[0]): n.value for n in ast.walk(module_init) if isinstance(n, ast.Assign)}
     category = assigns["self.parent.categories"].elts[0]
@@ -120,7 +120,7 @@ def test_user_visible_strings_are_translatable():
         for words in _untranslated_words(value):
             pytest.fail(f"untranslated text {words!r} in {ast.unparse(value)}")
     # the Lib's panel texts go through its own translation marker
-    panel_tree = ast.parse((MODULE_DIR / "InterSliceSRLib" / "panel.py").read_text())
+    panel_tree = ast.parse((MODULE_DIR / "InterSliceSRLib" / "panel.py").read_text(encoding="utf-8"))
     for node in ast.walk(panel_tree):
         if isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values):
@@ -266,7 +266,7 @@ def test_restart_needed_only_when_a_loaded_package_changed(monkeypatch):
 
 
 def test_module_asks_about_restart_once_and_never_in_testing_mode():
-    text = MODULE_FILE.read_text()
+    text = MODULE_FILE.read_text(encoding="utf-8")
     assert text.count("confirmYesNoDisplay(") == 1 and text.count("slicer.util.restart()") == 1
     install = FUNCTIONS["installDependencies"]
     guard = next(n for n in ast.walk(install) if isinstance(n, ast.If) and "restart_needed" in ast.unparse(n.test))
@@ -292,9 +292,9 @@ def test_docs_no_longer_claim_torch_is_never_imported():
     """PyTorchUtils.installTorch ends with ``import torch``: after an install from the module,
     torch is loaded in Slicer's process. The docs say so instead of the opposite."""
     for path in (ROOT / "docs" / "slicer.md", MODULE_FILE, MODULE_DIR / "InterSliceSRLib" / "dependencies.py"):
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         assert not re.search(r"torch (is )?never imported", text), path
-    assert "installTorch" in (ROOT / "docs" / "slicer.md").read_text()
+    assert "installTorch" in (ROOT / "docs" / "slicer.md").read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- item 2: self-test
@@ -320,7 +320,7 @@ def test_extension_index_metadata():
     screenshot = ROOT / "Resources" / "Screenshots" / "InterSliceSR-Slicer-5.12.png"
     expected = [] if screenshot.exists() else [p for p in problems if "Resources/Screenshots" in p]
     assert problems == expected and len(expected) <= 1, problems
-    meta = json.loads((ROOT / "docs" / "extensions-index" / "InterSliceSR.json").read_text())
+    meta = json.loads((ROOT / "docs" / "extensions-index" / "InterSliceSR.json").read_text(encoding="utf-8"))
     assert meta["build_dependencies"] == ["PyTorch"]
 
 

@@ -163,7 +163,7 @@ def test_module_wires_the_timer_and_cancels_any_run():
     """The Slicer module really does what the tests above exercise: its logic's scheduler is
     qt.QTimer.singleShot (always, not only without a callback), scene close and cleanup
     cancel through ``cancelActive``, the GUI's cancel does not wait."""
-    tree = ast.parse((MODULE_DIR / "InterSliceSR.py").read_text())
+    tree = ast.parse((MODULE_DIR / "InterSliceSR.py").read_text(encoding="utf-8"))
     assigns = [n for n in ast.walk(tree) if isinstance(n, ast.Assign)
                and any(getattr(t, "attr", None) == "schedule" for t in n.targets)]
     assert assigns and ast.unparse(assigns[0].value) == "qt.QTimer.singleShot"

@@ -108,7 +108,7 @@ def test_naive_unbind_leaves_connectors_attached_on_old_versions(ui, version):
 
 
 def test_module_widget_uses_the_binding():
-    tree = ast.parse((ROOT / "InterSliceSR" / "InterSliceSR.py").read_text())
+    tree = ast.parse((ROOT / "InterSliceSR" / "InterSliceSR.py").read_text(encoding="utf-8"))
     functions = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     text = ast.unparse(tree)
     assert "disconnectGui" not in text and "connectGui" not in text  # only through the binding
