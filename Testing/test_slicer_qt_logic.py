@@ -175,3 +175,21 @@ def test_module_wires_the_timer_and_cancels_any_run():
         assert _calls(functions[handler], "cancelActive"), handler
     for call in _calls(functions["onApplyButton"], "cancel"):
         assert any(k.arg == "wait" and k.value.value is False for k in call.keywords)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the launcher stand-in is a POSIX shell script")
+def test_cancel_right_after_start_leaves_no_process_and_no_file(scene, crop, tmp_root, python_slicer):  # noqa: F811
+    """Issue 9 item 4 (race): Cancel a few milliseconds after Apply, before the launcher has
+    started the engine: nothing keeps running, the temp folder goes after the tree."""
+    import psutil
+
+    node = add_volume(scene, crop)
+    before = {p.pid for p in psutil.process_iter()}
+    logic = InterSliceSRLogicCore(tempRoot=str(tmp_root), python=python_slicer)
+    logic.start(node, RunParameters(device="cpu", adaptSteps=1_000_000))
+    assert logic.cancel(wait=True, timeout=5) and logic.state == "cancelled"
+    time.sleep(0.5)  # an engine started late by the launcher would be visible by now
+    new = [p for p in psutil.process_iter(["cmdline", "status"]) if p.pid not in before
+           and p.info["status"] != psutil.STATUS_ZOMBIE and "intersr" in " ".join(p.info["cmdline"] or [])]
+    assert not new, new
+    assert_clean(tmp_root)
