@@ -9,9 +9,6 @@ import os
 import stat
 import sys
 import time
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from test_slicer_logic import MODULE_DIR, ROOT, add_volume, assert_clean, crop, node_count  # noqa: F401
