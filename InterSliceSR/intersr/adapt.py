@@ -70,12 +70,20 @@ def at_target_resolution(volume: np.ndarray, spacing: tuple[float, float, float]
     return out, (new[0], new[1], new[2])
 
 
+def as_profiles(profiles: list[SliceProfile] | SliceProfile | float) -> list[SliceProfile]:
+    """A list of profiles; a bare number is the FWHM (mm) of a Gaussian."""
+    if isinstance(profiles, (int, float)):
+        return [SliceProfile("gauss", float(profiles))]
+    return [profiles] if isinstance(profiles, SliceProfile) else list(profiles)
+
+
 def inplane_samplers(volume: np.ndarray, spacing: tuple[float, float, float],
-                     profiles: list[SliceProfile], train_slices: np.ndarray,
-                     **kwargs) -> list[PlanePairs]:
+                     profiles: list[SliceProfile] | SliceProfile | float,
+                     train_slices: np.ndarray, **kwargs) -> list[PlanePairs]:
     """Pairs from both in-plane axes of a canonical (slices, rows, cols) normalised volume,
     one sampler per (profile, axis)."""
     s, r, c = spacing
+    profiles = as_profiles(profiles)
     samplers = []
     for profile in profiles:
         for axis, other, fine in ((1, 2, r), (2, 1, c)):
@@ -101,6 +109,16 @@ def evaluate(model: torch.nn.Module, batches: list[PairBatch], device: torch.dev
     return value
 
 
+def held_out_split(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices: every HOLDOUT_EVERY-th one is held out (all of them if tiny)."""
+    index = np.arange(n)
+    held_out = index[index % HOLDOUT_EVERY == HOLDOUT_EVERY // 2]
+    train = np.setdiff1d(index, held_out)
+    if len(held_out) == 0 or len(train) == 0:
+        return index, index
+    return train, held_out
+
+
 def adapt(model: torch.nn.Module, volume: np.ndarray, spacing: tuple[float, float, float],
           profiles: list[SliceProfile] | SliceProfile | float, config: AdaptConfig,
           device: torch.device, progress: Progress | None = None,
@@ -110,21 +128,25 @@ def adapt(model: torch.nn.Module, volume: np.ndarray, spacing: tuple[float, floa
     profiles: the slice profile(s) to learn (a bare number is a Gaussian FWHM in mm);
     target_spacing: the requested output spacing (mm) along the slice axis.
     """
-    if isinstance(profiles, (int, float)):
-        profiles = [SliceProfile("gauss", float(profiles))]
-    elif isinstance(profiles, SliceProfile):
-        profiles = [profiles]
+    profiles = as_profiles(profiles)
     volume, spacing = at_target_resolution(volume, spacing, target_spacing, profiles[0])
-    result = AdaptResult()
-    n_slices = volume.shape[0]
-    held_out = np.arange(n_slices)[np.arange(n_slices) % HOLDOUT_EVERY == HOLDOUT_EVERY // 2]
-    train = np.setdiff1d(np.arange(n_slices), held_out)
-    if len(held_out) == 0 or len(train) == 0:
-        held_out = train = np.arange(n_slices)
+    train, held_out = held_out_split(volume.shape[0])
     samplers = inplane_samplers(volume, spacing, profiles, train)
     if not samplers:
         raise ValueError("in-plane axes are too short to learn from at this slice spacing")
     checks = inplane_samplers(volume, spacing, profiles, held_out)
+    return fit(model, samplers, checks, config, device, progress)
+
+
+def fit(model: torch.nn.Module, samplers: list[PlanePairs], checks: list[PlanePairs],
+        config: AdaptConfig, device: torch.device,
+        progress: Progress | None = None) -> AdaptResult:
+    """The one training loop: batches from `samplers` in turn, held-out loss on `checks`.
+
+    Stops at the step or time budget, or early when the held-out loss stops improving, and
+    keeps the best weights. Adaptation and the VAE-pairs method both train through here.
+    """
+    result = AdaptResult()
     rng = np.random.default_rng(config.seed)
     val_rng = np.random.default_rng(config.seed + 1)
     reps = max(1, 4 // max(len(checks), 1))

@@ -22,9 +22,17 @@ from .metrics import data_consistency_db, normaliser
 from .network import NetConfig, build_network
 from .profile import estimate_profile
 from .progress import Progress
+from .vae_pairs import train_on_vae_pairs
 from .volume import (Geometry, Volume, check_writable, is_isotropic, load_volume,
                      output_geometry, output_positions, to_image, write_atomic)
 from .weights import load_pretrained
+
+# What each --method trains the network on, as provenance records it.
+METHOD_NAMES = {
+    "self-supervised": "InterSliceSR (SliceINR, self-supervised adaptation)",
+    "vae-pairs": "InterSliceSR (SliceINR, fine-tuned on VAE-synthesised pairs, Xuan et al. 2021)",
+    "vae-combined": "InterSliceSR (SliceINR, VAE-synthesised + in-plane self-supervised pairs)",
+}
 
 # Adaptation budget when none is given: minutes on a laptop CPU, seconds of work on a GPU.
 DEFAULT_BUDGET = {"cpu": AdaptConfig(seconds=180.0, steps=3000),
@@ -45,6 +53,7 @@ class RunOptions:
     force: bool = False
     weights: str | None = None  # weights file or folder; None: the shipped ones
     design: str = "inr"  # network design when starting from scratch
+    method: str = "self-supervised"  # or "vae-pairs", "vae-combined" (see METHOD_NAMES)
 
 
 @dataclass
@@ -180,6 +189,9 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     """The whole method on an in-memory canonical volume."""
     start = time.monotonic()
     progress = progress or Progress("none")
+    if options.method not in METHOD_NAMES:
+        raise InputError(f"unknown method {options.method!r}: use "
+                         + ", ".join(METHOD_NAMES))
     device = pick_device(options.device)
     spacing, factor = plan_grid(volume, options)
     geometry = volume.geometry
@@ -197,11 +209,20 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     profile = profiles[0]
     thickness = profile.fwhm
     model, sha = initial_model(options, progress.log)
+    extra: dict[str, str] = {}
     if options.no_adapt or options.adapt_steps == 0 or options.adapt_seconds == 0:
         result = AdaptResult()
-    else:
+    elif options.method == "self-supervised":
         result = adapt(model, normalised, spacing3, profiles, adapt_config(options, device),
                        device, progress, target_spacing=spacing)
+    else:
+        pairs = train_on_vae_pairs(model, normalised, spacing3, thickness, factor,
+                                   adapt_config(options, device), device,
+                                   combined=options.method == "vae-combined", progress=progress)
+        result = pairs.adaptation
+        extra = {"intersr_vae_steps": str(pairs.vae.steps),
+                 "intersr_vae_final_l1": f"{pairs.vae.final_loss:.6g}",
+                 "intersr_synthetic_slices": str(pairs.synthetic_shape[0])}
     output = super_resolve(model, normalised, positions, factor, thickness / s, device, progress)
     progress.update("check", 0, 1)
     consistency = data_consistency_db(normalised, output, factor, thickness / spacing,
@@ -211,7 +232,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     output = np.clip(output * scale, low, high)
     out_geometry = output_geometry(geometry, spacing)
     provenance = {
-        "intersr_method": "InterSliceSR (SliceINR, self-supervised adaptation)",
+        "intersr_method": METHOD_NAMES[options.method],
         "intersr_version": __version__,
         "intersr_weights_sha256": sha or "none (trained from scratch on this volume)",
         "intersr_factor": f"{factor:.6g}",
@@ -224,6 +245,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         "intersr_adapt_final_loss": f"{result.final_loss:.6g}",
         "intersr_data_consistency_db": f"{consistency:.4g} (self-consistency, not quality)",
         "intersr_note": "slices synthesised by InterSliceSR, not acquired",
+        **extra,
     }
     return RunResult(array=output.astype(np.float32), geometry=out_geometry, factor=factor,
                      thickness=thickness, adaptation=result, profile=profile, data_consistency_db=consistency,

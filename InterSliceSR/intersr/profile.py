@@ -105,7 +105,9 @@ def estimate_profile(volume: np.ndarray, spacing: tuple[float, float, float],
     del seed  # deterministic: kept for a uniform call signature
     s = spacing[0]
     n_slices = volume.shape[0]
-    segment = int(min(SEGMENT, n_slices - n_slices % 2))
+    longest = max(volume.shape[a] / (s / spacing[a]) for a in (1, 2))  # slices in-plane
+    segment = int(min(SEGMENT, n_slices, np.floor(longest + 1e-6)))
+    segment -= segment % 2
     if segment < 6:
         raise ValueError(f"only {n_slices} slices: too few to estimate the slice profile; "
                          "give --profile and --thickness")
