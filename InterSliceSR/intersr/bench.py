@@ -76,7 +76,7 @@ TIKHONOV_LAMBDAS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 class PeakRSS:
     """Peak resident memory of this process (and children) while the block runs."""
 
-    def __init__(self, interval: float = 0.02):
+    def __init__(self, interval: float = 0.5):
         self.interval, self.peak, self._stop = interval, 0, threading.Event()
 
     def _rss(self) -> int:
