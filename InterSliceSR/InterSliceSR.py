@@ -29,6 +29,7 @@ from slicer.parameterNodeWrapper import (
 
 from slicer import vtkMRMLScalarVolumeNode
 
+from intersr import options
 from InterSliceSRLib import dependencies
 from InterSliceSRLib.engine_process import EngineProcess
 from InterSliceSRLib.geometry import describe_volume_node
@@ -86,7 +87,7 @@ installing PyTorch. The sample scan is KmeansTest_T1UCharRaw from the Insight To
 
 
 #
-# Sample data (from the module's own Resources: nothing is downloaded)
+# Sample data (the engine package's own file, intersr/data/sample: nothing is downloaded)
 #
 
 
@@ -95,8 +96,10 @@ def registerSampleData():
 
     import SampleData
 
+    from intersr.resources import SAMPLE  # the engine package's own sample file
+
     resources = os.path.join(os.path.dirname(__file__), "Resources")
-    path = os.path.join(resources, "SampleData", SAMPLE_FILE)
+    path = str(SAMPLE)
     if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer >= 5.11
         SampleData.SampleDataLogic.registerCustomSampleDataCategory("InterSliceSR", title="InterSliceSR")
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
@@ -123,7 +126,7 @@ class InterSliceSRParameterNode:
     targetSpacing - output spacing along the slice axis in mm; 0 = isotropic.
     sliceThickness - slice profile FWHM in mm; 0 = auto (DICOM SliceThickness or slice spacing).
     device - "auto", "cuda" or "cpu".
-    budget - fine-tuning budget: "fast" (60 s), "balanced" (180 s), "best" (600 s), "seconds".
+    budget - fine-tuning budget: a preset of intersr.options.BUDGET_PRESETS (per device) or "seconds".
     budgetSeconds - fine-tuning seconds when budget is "seconds".
     seed - random seed of the fine-tuning.
     """
@@ -131,8 +134,8 @@ class InterSliceSRParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     targetSpacing: Annotated[float, WithinRange(0.0, 50.0), Decimals(3)] = 0.0
     sliceThickness: Annotated[float, WithinRange(0.0, 50.0), Decimals(3)] = 0.0
-    device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
-    budget: Annotated[str, Choice(["fast", "balanced", "best", "seconds"])] = "balanced"
+    device: Annotated[str, Choice(list(options.DEVICES))] = "auto"
+    budget: Annotated[str, Choice(list(options.GUI_BUDGETS))] = options.DEFAULT_PRESET
     budgetSeconds: Annotated[float, WithinRange(1.0, 7200.0), Decimals(0)] = 120.0
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
 
@@ -269,11 +272,11 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Ask a PythonSlicer process what torch offers (never imports torch into Slicer)."""
         self.ui.torchLabel.text = dependencies.format_torch_info(None)
         if not dependencies.torch_installed():
-            self._torchInfo = {"installed": False}
+            self._torchInfo = {"torch": {"installed": False}}
             self._showTorchInfo()
             return
         try:
-            self._torchProbe = EngineProcess(dependencies.torch_probe_args())
+            self._torchProbe = EngineProcess(dependencies.info_args())
         except Exception as exc:
             self.ui.torchLabel.text = f"could not query PyTorch: {exc}"
             return
@@ -283,12 +286,13 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._torchProbe is None:
             return
         for event in self._torchProbe.events():
-            if event.get("stage") == "torch":
-                self._torchInfo = event
+            info = dependencies.info_from_event(event)
+            if info is not None:
+                self._torchInfo = info
         if self._torchProbe.finished:
             self._torchProbe = None
             if self._torchInfo is None:
-                self._torchInfo = {"installed": False}
+                self._torchInfo = {"torch": {"installed": False}}
             self._showTorchInfo()
 
     def _showTorchInfo(self) -> None:
@@ -298,7 +302,7 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if missing:
             text += "\nMissing Python packages: " + ", ".join(missing)
         self.ui.torchLabel.text = text
-        needInstall = not info.get("installed") or bool(missing)
+        needInstall = not (info.get("torch") or {}).get("installed") or bool(missing)
         self.ui.installDependenciesButton.text = "Install dependencies" if needInstall else "Dependencies installed"
         self.ui.installDependenciesButton.setEnabled(needInstall)
         if needInstall:

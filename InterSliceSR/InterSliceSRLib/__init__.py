@@ -2,7 +2,8 @@
 
 Nothing in this package imports qt, ctk or slicer.app at import time, so it runs headless
 with only the ``slicer-core`` wheel (see Testing/test_slicer_logic.py). The engine runs in a
-separate process; only its torch-free grid helpers (``intersr.volume``) are imported here.
+separate process; only its torch-free core (``intersr.options``, ``grid``, ``memory``,
+``protocol``) is imported here.
 """
 
 from .geometry import (  # noqa: F401
@@ -12,11 +13,11 @@ from .geometry import (  # noqa: F401
     output_slice_count,
 )
 from .progress import ProgressState, parse_line  # noqa: F401
-from .engine_process import EngineProcess, build_engine_args, BUDGET_SECONDS  # noqa: F401
+from .engine_process import EngineProcess, build_engine_args  # noqa: F401
 from .logic import InterSliceSRLogicCore, RunParameters, RunError  # noqa: F401
 
 __all__ = [
-    "BUDGET_SECONDS", "EngineProcess", "GridInfo", "InterSliceSRLogicCore", "ProgressState",
+    "EngineProcess", "GridInfo", "InterSliceSRLogicCore", "ProgressState",
     "RunError", "RunParameters", "build_engine_args", "describe_grid", "expected_output_ijk_to_ras",
     "output_slice_count", "parse_line",
 ]

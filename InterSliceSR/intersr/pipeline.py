@@ -10,38 +10,22 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import psutil
 import torch
 
-from . import __version__
+from . import __version__, memory, protocol
 from .adapt import AdaptConfig, AdaptResult, adapt
 from .errors import InputError, ResourceError
+from .grid import Grid, plan
 from .infer import super_resolve
 from .metrics import data_consistency_db, normaliser
 from .network import NetConfig, build_network
+from .options import ADAPT_BATCH, RunOptions, adapts, budget_for, validate
 from .progress import Progress
-from .volume import (Geometry, Volume, check_writable, is_isotropic, load_volume,
-                     output_geometry, output_positions, to_image, write_atomic)
+from .volume import Geometry, Volume, check_writable, load_volume, output_geometry, to_image, \
+    write_atomic
 from .weights import load_pretrained
 
-# Adaptation budget when none is given: minutes on a laptop CPU, seconds of work on a GPU.
-DEFAULT_BUDGET = {"cpu": AdaptConfig(seconds=180.0, steps=3000),
-                  "cuda": AdaptConfig(seconds=120.0, steps=3000, batch=32)}
-
-
-@dataclass
-class RunOptions:
-    spacing: float | None = None  # output spacing along the slice axis (mm)
-    factor: float | None = None  # or: slice spacing / output spacing
-    thickness: float | None = None  # slice profile FWHM (mm); default DICOM or slice spacing
-    device: str = "auto"
-    adapt_steps: int | None = None
-    adapt_seconds: float | None = None
-    no_adapt: bool = False
-    seed: int = 0
-    force: bool = False
-    weights: str | None = None  # weights file or folder; None: the shipped ones
-    design: str = "inr"  # network design when starting from scratch
+__all__ = ["RunOptions", "RunResult", "plan_grid", "check_memory", "super_resolve_volume", "run"]
 
 
 @dataclass
@@ -58,8 +42,6 @@ class RunResult:
 
 
 def pick_device(name: str) -> torch.device:
-    if name not in ("auto", "cuda", "cpu"):
-        raise InputError(f"unknown device {name!r}: use auto, cuda or cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ResourceError("--device cuda was requested but no CUDA GPU is available to "
                             f"PyTorch {torch.__version__}; use --device cpu or auto")
@@ -68,69 +50,32 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def plan_grid(volume: Volume, options: RunOptions) -> tuple[float, float]:
-    """(output spacing, factor) along the slice axis, with the checks users need."""
-    geometry = volume.geometry
-    s = geometry.slice_spacing
-    if options.spacing is not None and options.factor is not None:
-        raise InputError("give --spacing or --factor, not both")
-    if options.factor is not None:
-        if not np.isfinite(options.factor) or options.factor < 1:
-            raise InputError(f"--factor must be >= 1 (got {options.factor}); InterSliceSR only "
-                             "makes slices thinner")
-        spacing = s / options.factor
-    elif options.spacing is not None:
-        if not np.isfinite(options.spacing) or options.spacing <= 0:
-            raise InputError(f"--spacing must be a positive number of mm (got {options.spacing})")
-        if options.spacing > s * (1 + 1e-6):
-            raise InputError(f"--spacing {options.spacing} mm is coarser than the slice spacing "
-                             f"{s:.4g} mm (factor below 1); InterSliceSR only makes slices thinner")
-        spacing = options.spacing
-    else:
-        if is_isotropic(geometry.spacing):
-            raise InputError("input is already isotropic (spacing "
-                             + " x ".join(f"{v:.4g}" for v in geometry.spacing)
-                             + " mm); nothing to do (give --factor or --spacing to force "
-                             "thinner slices)")
-        spacing = min(geometry.inplane_spacings)
-    factor = s / spacing
-    if factor > 16:
-        raise InputError(f"factor {factor:.3g} is beyond what the network supports (<= 16)")
-    return spacing, factor
+def plan_grid(volume: Volume, options: RunOptions) -> Grid:
+    """The output grid (the one rule in `intersr.grid`) with the checks users need."""
+    g = volume.geometry
+    return plan(g.size, g.spacing, target_spacing=options.spacing, factor=options.factor,
+                slice_axis=g.slice_axis)
 
 
-def check_memory(volume: Volume, m: int) -> None:
-    """Refuse up front when the output arrays cannot fit (inference itself is chunked)."""
-    _, rows, cols = volume.array.shape
-    needed = 4 * rows * cols * (2 * m + volume.array.shape[0]) + 600 * 2**20
-    available = psutil.virtual_memory().available
-    if needed > available:
-        raise ResourceError(f"the output needs about {needed / 2**30:.1f} GB of memory but only "
-                            f"{available / 2**30:.1f} GB is available; choose a coarser "
-                            "--spacing, crop the volume, or free memory")
+def check_memory(grid: Grid, backend: str = "torch", available: int | None = None) -> int:
+    """Refuse up front when the run cannot fit (the estimate the Slicer module shows)."""
+    return memory.check(grid, backend, available)
 
 
 def initial_model(options: RunOptions, log) -> tuple[torch.nn.Module, str]:
+    """The shipped (or given) pretrained network; `--weights none` starts from scratch."""
     pretrained = load_pretrained(options.weights)
     if pretrained is None:
-        log("intersr: no shipped pretrained weights found; starting from scratch "
-            "(results need a longer adaptation)")
+        log("intersr: --weights none: starting from scratch (results need a longer adaptation)")
         torch.manual_seed(options.seed)
         return build_network(NetConfig(design=options.design)), ""
     return pretrained.model, pretrained.sha256
 
 
 def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
-    base = DEFAULT_BUDGET[device.type]
-    if options.adapt_steps is not None or options.adapt_seconds is not None:
-        if options.adapt_steps is not None and options.adapt_steps < 0:
-            raise InputError("--adapt-steps must be >= 0")
-        if options.adapt_seconds is not None and options.adapt_seconds < 0:
-            raise InputError("--adapt-seconds must be >= 0")
-        return AdaptConfig(steps=options.adapt_steps, seconds=options.adapt_seconds,
-                           batch=base.batch, seed=options.seed)
-    return AdaptConfig(steps=base.steps, seconds=base.seconds, batch=base.batch,
-                       seed=options.seed)
+    budget = budget_for(options, device.type)
+    return AdaptConfig(steps=budget.steps, seconds=budget.seconds,
+                       batch=ADAPT_BATCH[device.type], seed=options.seed)
 
 
 def super_resolve_volume(volume: Volume, options: RunOptions,
@@ -138,22 +83,24 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     """The whole method on an in-memory canonical volume."""
     start = time.monotonic()
     progress = progress or Progress("none")
+    validate(options)
     device = pick_device(options.device)
-    spacing, factor = plan_grid(volume, options)
+    grid = plan_grid(volume, options)
+    spacing, factor = grid.output_spacing_mm, grid.factor
     geometry = volume.geometry
     s = geometry.slice_spacing
     thickness = options.thickness or volume.slice_thickness or s
     if not np.isfinite(thickness) or thickness <= 0:
-        raise InputError(f"--thickness must be a positive number of mm (got {thickness})")
-    positions = output_positions(volume.array.shape[0], factor)
-    check_memory(volume, len(positions))
+        raise InputError(f"slice thickness must be a positive number of mm (got {thickness})")
+    positions = grid.positions()
+    check_memory(grid)
     torch.manual_seed(options.seed)
     if device.type == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     scale = normaliser(volume.array)
     normalised = volume.array / scale
     model, sha = initial_model(options, progress.log)
-    if options.no_adapt or options.adapt_steps == 0 or options.adapt_seconds == 0:
+    if not adapts(options):
         result = AdaptResult()
     else:
         spacing3 = (s, *geometry.inplane_spacings)
@@ -166,19 +113,20 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     low, high = float(volume.array.min()), float(volume.array.max())
     output = np.clip(output * scale, low, high)
     out_geometry = output_geometry(geometry, spacing)
-    provenance = {
-        "intersr_method": "InterSliceSR (SliceINR, self-supervised adaptation)",
-        "intersr_version": __version__,
-        "intersr_weights_sha256": sha or "none (trained from scratch on this volume)",
-        "intersr_factor": f"{factor:.6g}",
-        "intersr_input_spacing_mm": f"{s:.6g}",
-        "intersr_output_spacing_mm": f"{spacing:.6g}",
-        "intersr_thickness_mm": f"{thickness:.6g}",
-        "intersr_adapt_steps": str(result.steps),
-        "intersr_adapt_final_loss": f"{result.final_loss:.6g}",
-        "intersr_data_consistency_db": f"{consistency:.4g}",
-        "intersr_note": "slices synthesised by InterSliceSR, not acquired",
-    }
+    provenance = protocol.provenance(
+        method=f"InterSliceSR (SliceINR, {options.method})",
+        version=__version__,
+        backend="torch",
+        weights_sha256=sha or "none (trained from scratch on this volume)",
+        profile=options.profile,
+        factor=f"{factor:.6g}",
+        input_spacing_mm=f"{s:.6g}",
+        output_spacing_mm=f"{spacing:.6g}",
+        thickness_mm=f"{thickness:.6g}",
+        adapt_steps=str(result.steps),
+        adapt_final_loss=f"{result.final_loss:.6g}",
+        data_consistency_db=f"{consistency:.4g}",
+    )
     return RunResult(array=output.astype(np.float32), geometry=out_geometry, factor=factor,
                      thickness=thickness, adaptation=result, data_consistency_db=consistency,
                      weights_sha256=sha, seconds=time.monotonic() - start, provenance=provenance)
