@@ -64,9 +64,9 @@ def test_every_declared_option_is_a_flag_once():
     (["--thickness", "-1"], "--thickness must be > 0"),
     (["--factor", "0.5"], "--factor must be >= 1"),
     (["--factor", "17"], "--factor must be <= 16"),
-    (["--profile", "lorentz"], "--profile must be one of auto, gauss, box, sinc"),
-    (["--method", "gan"], "--method must be one of self-supervised, vae-pairs"),
-    (["--backend", "tensorrt"], "--backend must be one of auto, torch, onnxruntime"),
+    (["--profile", "lorentz"], "unknown profile 'lorentz': use auto, gauss, box or sinc"),
+    (["--method", "gan"], "unknown method 'gan': use self-supervised or vae-pairs"),
+    (["--backend", "tensorrt"], "unknown backend 'tensorrt': use auto, torch or onnxruntime"),
     (["--adapt-seconds", "-5"], "--adapt-seconds must be >= 0"),
 ])
 def test_bad_values_get_specific_messages(flags, message):

@@ -327,7 +327,7 @@ def test_engine_command_line():
     args = p.engineArgs("i", "o", python="py")
     assert "--spacing" not in args and "--thickness" not in args
     assert args[args.index("--factor") + 1] == "2" and "--force" in args
-    with pytest.raises(InputError, match="--device must be one of auto, cuda, cpu"):
+    with pytest.raises(InputError, match="unknown device 'tpu': use auto, cuda or cpu"):
         build_engine_args("i", "o", python="py", device="tpu")
     with pytest.raises(InputError, match="positive number of seconds"):
         RunParameters(budget="seconds", budgetSeconds=0).engineArgs("i", "o", python="py")

@@ -52,7 +52,7 @@ def check(grid: Grid, backend: str = "torch", available: Optional[int] = None) -
     needed = required_bytes(grid, backend)
     available = available_bytes() if available is None else available
     if needed > available:
-        raise ResourceError(f"the run needs about {needed / 2**30:.2f} GiB of memory but only "
-                            f"{available / 2**30:.2f} GiB is available; choose a coarser "
+        raise ResourceError(f"the run needs about {needed / 2**30:.2f} GB of memory but only "
+                            f"{available / 2**30:.2f} GB is available; choose a coarser "
                             "--spacing, crop the volume, or free memory")
     return needed

@@ -143,8 +143,8 @@ def check_value(option: Option, value: Any) -> Any:
     if value is None:
         return None
     if option.choices and value not in option.choices:
-        raise InputError(f"{option.flag} must be one of {', '.join(option.choices)} "
-                         f"(got {value!r})")
+        choices = ", ".join(option.choices[:-1]) + " or " + option.choices[-1]
+        raise InputError(f"unknown {option.name} {value!r}: use {choices} ({option.flag})")
     if option.kind in (int, float):
         if not math.isfinite(value):
             raise InputError(f"{option.flag} must be a finite number (got {value})")
@@ -163,13 +163,18 @@ def _why(option: Option) -> str:
     return ""
 
 
+def is_set(option: Option, value: Any) -> bool:
+    """Given by the user: a switch that is on, or any value (0 included) for the others."""
+    return value is True if option.kind is bool else value is not None
+
+
 def validate(options: Any) -> Any:
     """Check every value and every exclusive group; returns the options (coerced in place)."""
     groups: dict[str, list[str]] = {}
     for option in OPTIONS:
         value = check_value(option, getattr(options, option.name))
         setattr(options, option.name, value)
-        if option.group and value not in (None, False):
+        if option.group and is_set(option, value):
             groups.setdefault(option.group, []).append(option.flag)
     for flags in groups.values():
         if len(flags) > 1:
@@ -289,7 +294,7 @@ def from_parameters(values: Mapping[str, Any]) -> Any:
             raise InputError("the 'seconds' budget needs a positive number of seconds")
         kwargs["budget"] = None
         kwargs.setdefault("adapt_seconds", float(seconds))
-    if any(kwargs.get(name) not in (None, False)
+    if any(is_set(BY_NAME[name], kwargs.get(name))
            for name in ("adapt_steps", "adapt_seconds", "no_adapt")):
         kwargs.pop("budget", None)
     return make(**kwargs)

@@ -1,53 +1,31 @@
 """`intersr run` as a function: read, check, adapt, super-resolve, verify, write.
 
 `super_resolve_volume` works on an in-memory `Volume` (the benchmark calls it directly);
-`run` adds the file handling and the progress protocol around it.
+`run` adds the file handling and the progress protocol around it. This module imports no
+torch: adaptation and the torch backend live in `torch_run`, imported only when a run needs
+them, so `--no-adapt` runs on ONNX Runtime alone where torch is not installed.
 """
 from __future__ import annotations
 
-import os
+import tempfile
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from . import __version__, memory, protocol
-from .adapt import AdaptConfig, AdaptResult, adapt
-from .errors import InputError, ResourceError
+from . import __version__, backends, memory, protocol
+from .backends import Backend, OrtBackend
+from .errors import InputError
 from .grid import Grid, plan
 from .infer import super_resolve
 from .metrics import data_consistency_db, normaliser
-from .network import NetConfig, build_network
-from .options import ADAPT_BATCH, RunOptions, adapts, budget_for, validate
+from .options import RunOptions, adapts, validate
 from .progress import Progress
-from .volume import Geometry, Volume, check_writable, load_volume, output_geometry, to_image, \
-    write_atomic
-from .weights import load_pretrained
+from .resources import shipped_onnx
+from .results import AdaptResult, RunResult
+from .volume import Volume, check_writable, load_volume, output_geometry, to_image, write_atomic
 
-__all__ = ["RunOptions", "RunResult", "plan_grid", "check_memory", "super_resolve_volume", "run"]
-
-
-@dataclass
-class RunResult:
-    array: np.ndarray  # canonical output, input intensity units
-    geometry: Geometry
-    factor: float
-    thickness: float
-    adaptation: AdaptResult
-    data_consistency_db: float
-    weights_sha256: str
-    seconds: float
-    provenance: dict[str, str] = field(default_factory=dict)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ResourceError("--device cuda was requested but no CUDA GPU is available to "
-                            f"PyTorch {torch.__version__}; use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+__all__ = ["RunOptions", "RunResult", "plan_grid", "check_memory", "super_resolve_volume", "run",
+           "describe"]
 
 
 def plan_grid(volume: Volume, options: RunOptions) -> Grid:
@@ -62,20 +40,15 @@ def check_memory(grid: Grid, backend: str = "torch", available: int | None = Non
     return memory.check(grid, backend, available)
 
 
-def initial_model(options: RunOptions, log) -> tuple[torch.nn.Module, str]:
-    """The shipped (or given) pretrained network; `--weights none` starts from scratch."""
-    pretrained = load_pretrained(options.weights)
-    if pretrained is None:
-        log("intersr: --weights none: starting from scratch (results need a longer adaptation)")
-        torch.manual_seed(options.seed)
-        return build_network(NetConfig(design=options.design)), ""
-    return pretrained.model, pretrained.sha256
-
-
-def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
-    budget = budget_for(options, device.type)
-    return AdaptConfig(steps=budget.steps, seconds=budget.seconds,
-                       batch=ADAPT_BATCH[device.type], seed=options.seed)
+def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
+    """The shipped network's ONNX export on ONNX Runtime (sha256-verified)."""
+    if options.weights is not None:
+        raise InputError("--weights with ONNX Runtime only: a custom or from-scratch network "
+                         "needs PyTorch (install torch, or leave out --weights)")
+    path, sha, entry = shipped_onnx()
+    config = entry.get("config", {})
+    return OrtBackend(path, options.device, channels=config.get("channels", 32),
+                      hidden=config.get("hidden", 64)), sha
 
 
 def super_resolve_volume(volume: Volume, options: RunOptions,
@@ -84,7 +57,8 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     start = time.monotonic()
     progress = progress or Progress("none")
     validate(options)
-    device = pick_device(options.device)
+    adapting = adapts(options)
+    choice = backends.choose(options.backend, adapting)
     grid = plan_grid(volume, options)
     spacing, factor = grid.output_spacing_mm, grid.factor
     geometry = volume.geometry
@@ -93,30 +67,34 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     if not np.isfinite(thickness) or thickness <= 0:
         raise InputError(f"slice thickness must be a positive number of mm (got {thickness})")
     positions = grid.positions()
-    check_memory(grid)
-    torch.manual_seed(options.seed)
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    check_memory(grid, choice.backend)
     scale = normaliser(volume.array)
     normalised = volume.array / scale
-    model, sha = initial_model(options, progress.log)
-    if not adapts(options):
-        result = AdaptResult()
-    else:
-        spacing3 = (s, *geometry.inplane_spacings)
-        result = adapt(model, normalised, spacing3, thickness, adapt_config(options, device),
-                       device, progress)
-    output = super_resolve(model, normalised, positions, factor, thickness / s, device, progress)
+    with tempfile.TemporaryDirectory(prefix="intersr-") as workdir:
+        if choice.backend == "torch" or adapting or options.weights is not None:
+            from .torch_run import adapted_backend
+            engine, result, sha = adapted_backend(
+                options, normalised, (s, *geometry.inplane_spacings), thickness,
+                use_ort=choice.backend == "onnxruntime", progress=progress, workdir=workdir)
+        else:
+            engine, sha = shipped_ort_backend(options)
+            result = AdaptResult()
+        progress.log(f"intersr: inference with {engine.describe()} ({choice.reason})")
+        output = super_resolve(engine, normalised, positions, factor, thickness / s,
+                               progress=progress)
+        del engine
     progress.update("check", 0, 1)
     consistency = data_consistency_db(normalised, output, factor, thickness / spacing)
     progress.update("check", 1, 1, data_consistency_db=consistency)
     low, high = float(volume.array.min()), float(volume.array.max())
-    output = np.clip(output * scale, low, high)
-    out_geometry = output_geometry(geometry, spacing)
+    output *= scale  # in place: the output is the largest array of a run
+    np.clip(output, low, high, out=output)
+    backend_text = describe_backend(choice.backend, adapting)
     provenance = protocol.provenance(
-        method=f"InterSliceSR (SliceINR, {options.method})",
+        method=f"InterSliceSR (SliceINR, {options.method})"
+        + ("" if adapting else ", no fine-tuning"),
         version=__version__,
-        backend="torch",
+        backend=backend_text,
         weights_sha256=sha or "none (trained from scratch on this volume)",
         profile=options.profile,
         factor=f"{factor:.6g}",
@@ -127,9 +105,24 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         adapt_final_loss=f"{result.final_loss:.6g}",
         data_consistency_db=f"{consistency:.4g}",
     )
-    return RunResult(array=output.astype(np.float32), geometry=out_geometry, factor=factor,
+    return RunResult(array=output, geometry=output_geometry(geometry, spacing), factor=factor,
                      thickness=thickness, adaptation=result, data_consistency_db=consistency,
-                     weights_sha256=sha, seconds=time.monotonic() - start, provenance=provenance)
+                     weights_sha256=sha, seconds=time.monotonic() - start,
+                     backend=backend_text, provenance=provenance)
+
+
+def describe_backend(name: str, adapting: bool) -> str:
+    """The provenance's backend field, e.g. "onnxruntime 1.31.1 (no fine-tuning)"."""
+    import importlib.metadata
+    version = ""
+    for dist in ((name,) if name == "torch" else ("onnxruntime", "onnxruntime-gpu")):
+        try:
+            version = importlib.metadata.version(dist)
+            break
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return f"{name} {version}".strip() + ("" if adapting else " (pretrained network, no "
+                                          "fine-tuning)")
 
 
 def run(input_path: str, output_path: str, options: RunOptions,
@@ -154,4 +147,4 @@ def describe(result: RunResult) -> str:
     return (f"factor {result.factor:.3g}, thickness {result.thickness:.3g} mm, "
             f"{result.adaptation.steps} adaptation steps (held-out L1 "
             f"{result.adaptation.initial_loss:.4f} -> {result.adaptation.final_loss:.4f}), "
-            f"data consistency {result.data_consistency_db:.2f} dB")
+            f"data consistency {result.data_consistency_db:.2f} dB, {result.backend}")

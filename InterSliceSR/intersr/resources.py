@@ -63,3 +63,22 @@ def verified(folder: Path, name: str, sha256: str) -> Path:
         raise WeightsError(f"weights file {path} is altered or corrupted: sha256 {digest[:12]}... "
                            f"does not match {sha256[:12]}... in {folder / MANIFEST}")
     return path
+
+
+def shipped_onnx(folder: Path | None = None) -> tuple[Path, str, dict]:
+    """The shipped network's ONNX export: (path, sha256 of the shipped weights, entry).
+
+    The manifest records the ONNX file's own sha256 and the sha256 of the weights it was
+    exported from; a stale export (weights re-shipped, ONNX not) is an error.
+    """
+    folder = folder or models_dir()
+    entry = manifest_entry(folder)
+    onnx = entry.get("onnx")
+    if not onnx:
+        raise WeightsError(f"{folder / MANIFEST} lists no ONNX export of {entry['file']}; "
+                           "re-export it (python -m intersr.export) or use the torch backend")
+    if onnx.get("source_sha256") != entry["sha256"]:
+        raise WeightsError(f"the ONNX export {onnx['file']} was made from other weights than "
+                           f"{entry['file']} (sha256 {entry['sha256'][:12]}...); re-export it "
+                           "(python -m intersr.export)")
+    return verified(folder, onnx["file"], onnx["sha256"]), entry["sha256"], entry

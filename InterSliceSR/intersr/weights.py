@@ -56,8 +56,13 @@ def load_pretrained(path: str | os.PathLike | None = None,
 
 
 def save_weights(model: torch.nn.Module, config: NetConfig, folder: Path, file: str,
-                 extra: dict | None = None, half: bool = True) -> str:
-    """Write weights (fp16 to keep the extension small) and update the manifest entry."""
+                 extra: dict | None = None, half: bool = True, onnx: bool | None = None) -> str:
+    """Write weights (fp16 to keep the extension small) and update the manifest entry.
+
+    onnx: also write the ONNX export (of exactly these fp16-rounded weights) with its sha256;
+    None = when writing the shipped models folder, so re-shipped weights never leave a stale
+    ONNX file behind.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v)
              for k, v in model.state_dict().items()}
@@ -66,10 +71,23 @@ def save_weights(model: torch.nn.Module, config: NetConfig, folder: Path, file: 
     torch.save(state, temp)
     os.replace(temp, target)
     digest = sha256_of(target)
+    entry = {"file": file, "sha256": digest, "config": config.to_dict(), **(extra or {})}
+    if onnx or (onnx is None and folder.resolve() == models_dir().resolve()):
+        entry["onnx"] = write_onnx(state, config, folder, Path(file).with_suffix(".onnx").name,
+                                   digest)
     manifest_path = folder / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"weights": []}
     manifest["weights"] = [e for e in manifest["weights"] if e["file"] != file]
-    manifest["weights"].append({"file": file, "sha256": digest, "config": config.to_dict(),
-                                **(extra or {})})
+    manifest["weights"].append(entry)
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return digest
+
+
+def write_onnx(state: dict, config: NetConfig, folder: Path, file: str, source_sha256: str) -> dict:
+    """Export the network with `state` (as loaded: fp16 -> fp32) to ONNX; its manifest entry."""
+    from .export import export_onnx
+    model = build_network(config)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    path = export_onnx(model, folder / file)
+    return {"file": file, "sha256": sha256_of(path), "source_sha256": source_sha256,
+            "opset": 17, "inputs": "lr (B,1,n,W), positions (m,), factor (), blur ()"}
