@@ -65,7 +65,7 @@ def test_every_declared_option_is_a_flag_once():
     (["--factor", "0.5"], "--factor must be >= 1"),
     (["--factor", "17"], "--factor must be <= 16"),
     (["--profile", "lorentz"], "unknown profile 'lorentz': use auto, gauss, box or sinc"),
-    (["--method", "gan"], "unknown method 'gan': use self-supervised or vae-pairs"),
+    (["--method", "gan"], "unknown method 'gan': use self-supervised, vae-pairs or vae-combined"),
     (["--backend", "tensorrt"], "unknown backend 'tensorrt': use auto, torch or onnxruntime"),
     (["--adapt-seconds", "-5"], "--adapt-seconds must be >= 0"),
 ])

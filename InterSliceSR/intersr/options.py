@@ -17,7 +17,7 @@ from .errors import InputError
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "torch", "onnxruntime")
 PROFILES = ("auto", "gauss", "box", "sinc")
-METHODS = ("self-supervised", "vae-pairs")
+METHODS = ("self-supervised", "vae-pairs", "vae-combined")
 PROGRESS_MODES = ("bar", "jsonl", "none")
 MAX_FACTOR = 16.0  # the network's positional encoding covers factors up to this
 
@@ -81,8 +81,9 @@ OPTIONS: tuple[Option, ...] = (
            "or the slice spacing)", metavar="MM", minimum=0, above=True, param="sliceThickness"),
     Option("profile", str, "auto", "slice profile shape: auto (estimated from the volume), "
            "gauss, box or sinc", choices=PROFILES, param="profile"),
-    Option("method", str, "self-supervised", "how the network adapts to this volume",
-           choices=METHODS, param="method"),
+    Option("method", str, "self-supervised", "what the network is fine-tuned on: in-plane "
+           "pairs of the volume (self-supervised), pairs from VAE-synthesised thin-slice volumes "
+           "(vae-pairs, Xuan et al.), or both (vae-combined)", choices=METHODS, param="method"),
     Option("device", str, "auto", "compute device: auto (CUDA when available), cuda or cpu",
            choices=DEVICES, param="device"),
     Option("backend", str, "auto", "inference backend: auto, torch or onnxruntime",

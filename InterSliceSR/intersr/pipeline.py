@@ -24,6 +24,13 @@ from .resources import shipped_onnx
 from .results import AdaptResult, RunResult
 from .volume import Volume, check_writable, load_volume, output_geometry, to_image, write_atomic
 
+# What each --method trains the network on, as provenance records it.
+METHOD_NAMES = {
+    "self-supervised": "InterSliceSR (SliceINR, self-supervised adaptation)",
+    "vae-pairs": "InterSliceSR (SliceINR, fine-tuned on VAE-synthesised pairs, Xuan et al. 2021)",
+    "vae-combined": "InterSliceSR (SliceINR, VAE-synthesised + in-plane self-supervised pairs)",
+}
+
 __all__ = ["RunOptions", "RunResult", "plan_grid", "check_memory", "super_resolve_volume", "run",
            "describe"]
 
@@ -73,12 +80,12 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     with tempfile.TemporaryDirectory(prefix="intersr-") as workdir:
         if choice.backend == "torch" or adapting or options.weights is not None:
             from .torch_run import adapted_backend
-            engine, result, sha = adapted_backend(
-                options, normalised, (s, *geometry.inplane_spacings), thickness,
+            engine, result, sha, extra = adapted_backend(
+                options, normalised, (s, *geometry.inplane_spacings), thickness, factor,
                 use_ort=choice.backend == "onnxruntime", progress=progress, workdir=workdir)
         else:
             engine, sha = shipped_ort_backend(options)
-            result = AdaptResult()
+            result, extra = AdaptResult(), {}
         progress.log(f"intersr: inference with {engine.describe()} ({choice.reason})")
         output = super_resolve(engine, normalised, positions, factor, thickness / s,
                                progress=progress)
@@ -91,8 +98,8 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     np.clip(output, low, high, out=output)
     backend_text = describe_backend(choice.backend, adapting)
     provenance = protocol.provenance(
-        method=f"InterSliceSR (SliceINR, {options.method})"
-        + ("" if adapting else ", no fine-tuning"),
+        method=METHOD_NAMES[options.method] if adapting
+        else "InterSliceSR (SliceINR, pretrained network, no fine-tuning)",
         version=__version__,
         backend=backend_text,
         weights_sha256=sha or "none (trained from scratch on this volume)",
@@ -104,6 +111,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         adapt_steps=str(result.steps),
         adapt_final_loss=f"{result.final_loss:.6g}",
         data_consistency_db=f"{consistency:.4g}",
+        **extra,
     )
     return RunResult(array=output, geometry=output_geometry(geometry, spacing), factor=factor,
                      thickness=thickness, adaptation=result, data_consistency_db=consistency,

@@ -21,8 +21,8 @@ from typing import Any, Iterable
 STAGE_TABLE: tuple[tuple[str, float, float, str], ...] = (
     ("load", 0.00, 0.04, "Loading"),
     ("profile", 0.04, 0.05, "Estimating the slice profile"),
-    ("vae", 0.05, 0.30, "Training the volume model"),
-    ("synth", 0.30, 0.35, "Synthesising training pairs"),
+    ("vae", 0.05, 0.30, "Training the VAE on this volume"),
+    ("synth", 0.30, 0.35, "Synthesising thin-slice volumes"),
     ("adapt", 0.05, 0.80, "Fine-tuning on this volume"),
     ("export", 0.80, 0.82, "Exporting the adapted network"),
     ("infer", 0.82, 0.95, "Computing new slices"),
@@ -52,7 +52,7 @@ PROVENANCE_PREFIX = "intersr_"
 PROVENANCE_KEYS: tuple[str, ...] = (
     "note", "method", "version", "backend", "weights_sha256", "profile", "factor",
     "input_spacing_mm", "output_spacing_mm", "thickness_mm", "adapt_steps", "adapt_final_loss",
-    "data_consistency_db",
+    "vae_steps", "vae_final_l1", "synthetic_slices", "data_consistency_db",
 )
 SYNTHESISED_NOTE = "slices synthesised by InterSliceSR, not acquired"
 

@@ -49,11 +49,12 @@ def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
 
 
 def adapted_backend(options: RunOptions, normalised: np.ndarray,
-                    spacing3: tuple[float, float, float], thickness: float, use_ort: bool,
-                    progress: Progress, workdir: str | None = None
-                    ) -> tuple[Backend, AdaptResult, str]:
+                    spacing3: tuple[float, float, float], thickness: float, factor: float,
+                    use_ort: bool, progress: Progress, workdir: str | None = None
+                    ) -> tuple[Backend, AdaptResult, str, dict[str, str]]:
     """Adapt (unless the options say not to) and return the backend that runs the result.
 
+    Returns (backend, adaptation, weights sha256, extra provenance by short key).
     use_ort: export the (adapted) network to ONNX and run it with ONNX Runtime.
     """
     device = pick_device(options.device)
@@ -62,11 +63,21 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     model, sha = initial_model(options, progress.log)
     result = AdaptResult()
-    if adapts(options):
+    extra: dict[str, str] = {}
+    if adapts(options) and options.method == "self-supervised":
         result = adapt(model, normalised, spacing3, thickness, adapt_config(options, device),
                        device, progress)
+    elif adapts(options):
+        from .vae_pairs import train_on_vae_pairs
+        pairs = train_on_vae_pairs(model, normalised, spacing3, thickness, factor,
+                                   adapt_config(options, device), device,
+                                   combined=options.method == "vae-combined", progress=progress)
+        result = pairs.adaptation
+        extra = {"vae_steps": str(pairs.vae.steps),
+                 "vae_final_l1": f"{pairs.vae.final_loss:.6g}",
+                 "synthetic_slices": str(pairs.synthetic_shape[0])}
     if not use_ort:
-        return TorchBackend(model, device), result, sha
+        return TorchBackend(model, device), result, sha, extra
     from .export import export_onnx
     progress.update("export", 0, 1)
     folder = workdir or tempfile.mkdtemp(prefix="intersr-onnx-")
@@ -74,4 +85,4 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     config = getattr(model, "config", NetConfig())
     backend = OrtBackend(path, options.device, channels=config.channels, hidden=config.hidden)
     progress.update("export", 1, 1)
-    return backend, result, sha
+    return backend, result, sha, extra
