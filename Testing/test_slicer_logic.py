@@ -43,7 +43,7 @@ TOL_MM = 1e-4
 TORCH_FREE_CORE = {"intersr.options", "intersr.grid", "intersr.memory", "intersr.protocol",
                    "intersr.errors", "intersr.resources"}
 # Engine files that stay in the pip package but are not shipped in the Slicer extension.
-TOOLING = {"bench.py", "train.py"}
+TOOLING = {"bench.py", "bench_backends.py", "train.py"}
 
 
 # ---------------------------------------------------------------------------- fixtures

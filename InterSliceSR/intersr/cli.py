@@ -69,6 +69,11 @@ def _add_bench(sub) -> None:
     bench.add_argument("--timing-size", default="181,215,44",
                        help="x,y,z of the --timing volume (181,215,44 at 1x1x4 mm; others at "
                        "0.5x0.5x2 mm)")
+    bench.add_argument("--backends", action="store_true",
+                       help="time inference with torch and with ONNX Runtime on the same volumes "
+                       "instead (256x256x40 and 512x512x80 at x4; see --sizes)")
+    bench.add_argument("--sizes", default=None,
+                       help="with --backends: x,y,z sizes separated by ';'")
 
 
 def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "info":
         return cmd_info(args)
     if args.command == "bench":
+        if args.backends:
+            from .bench_backends import main as backends_main
+            return backends_main(args)
         from .bench import main as bench_main
         return bench_main(args)
     if args.command == "train":

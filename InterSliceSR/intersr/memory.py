@@ -1,10 +1,13 @@
 """The memory model, once (torch-free): what the GUI shows is what the engine enforces.
 
-A run's peak resident memory is a fixed runtime part (Python, numpy, SimpleITK, the inference
-backend and the network) plus copies of the input and output volumes as float32: the engine
-holds the input and its normalised copy, the output, the rescaled output, the array handed to
-the writer and the writer's own image. The constants below were fitted to measured peaks
-(`python scripts/measure_memory.py`, see docs/benchmarks.md "Memory"), rounded up.
+A run's peak resident memory is the larger of two phases, on top of a fixed runtime part
+(interpreter, numpy/SimpleITK/scipy, the backend's library and the network):
+- inference: one chunk of planes through the network (the backend's chunk budget, or the whole
+  volume when that is smaller), the output, and the input twice (as read, normalised);
+- writing: the output, its reordered copy for the writer and the writer's own image (float32
+  in the worst case), with the input twice.
+The constants were fitted to measured peaks, `python scripts/measure_memory.py` (numbers and
+command in docs/benchmarks.md, "Memory"), and rounded up.
 """
 from __future__ import annotations
 
@@ -14,10 +17,13 @@ from .errors import ResourceError
 from .grid import Grid
 
 MIB = 2**20
-# Runtime: interpreter + numpy/SimpleITK/scipy + torch + network + inference chunks.
-RUNTIME_BYTES = {"torch": 700 * MIB, "onnxruntime": 450 * MIB}
-OUTPUT_COPIES = 3.5  # float32 copies of the output alive at the peak (write: array + image)
-INPUT_COPIES = 3.0  # float32 copies of the input (read image, canonical, normalised)
+# Interpreter + libraries + backend + network, measured on tiny volumes minus their arrays.
+RUNTIME_BYTES = {"torch": 420 * MIB, "onnxruntime": 200 * MIB}
+# Activations of one inference chunk at the CPU chunk budget (backends.CPU_CHUNK_BYTES), as
+# measured: the budget's plane-size estimate undercounts the framework's own buffers.
+CHUNK_PEAK_BYTES = {"torch": 760 * MIB, "onnxruntime": 760 * MIB}
+WRITE_COPIES = 3.0  # float32 output copies alive while writing, beyond the output itself
+INPUT_COPIES = 2.0  # float32 copies of the input kept during a run
 
 
 def voxels(size: tuple[int, ...]) -> int:
@@ -28,10 +34,14 @@ def voxels(size: tuple[int, ...]) -> int:
 
 
 def required_bytes(grid: Grid, backend: str = "torch") -> int:
-    """Peak memory one run of `grid` needs (bytes)."""
-    runtime = RUNTIME_BYTES.get(backend, RUNTIME_BYTES["torch"])
-    return int(runtime + 4 * (OUTPUT_COPIES * voxels(grid.output_size)
-                              + INPUT_COPIES * voxels(grid.input_size)))
+    """Peak memory one run of `grid` needs (bytes): the number the GUI shows and the engine
+    enforces."""
+    backend = backend if backend in RUNTIME_BYTES else "torch"
+    out = 4 * voxels(grid.output_size)
+    inp = 4 * voxels(grid.input_size)
+    inference = CHUNK_PEAK_BYTES[backend]
+    writing = WRITE_COPIES * out
+    return int(RUNTIME_BYTES[backend] + max(inference, writing) + out + INPUT_COPIES * inp)
 
 
 def available_bytes() -> int:
