@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .degrade import DEFAULT_TBW, SHAPES, SliceProfile, degrade
+from .progress import Progress
 
 COARSE_RATIOS = np.round(np.arange(0.35, 1.66, 0.15), 4)  # FWHM / slice spacing
 SINC_TBWS = (3.0, 6.0)
@@ -163,3 +164,36 @@ def estimate_profile(volume: np.ndarray, spacing: tuple[float, float, float],
     return ProfileEstimate(SliceProfile(shape, q * s, tbw), float(loss),
                            {k: float(v[0]) for k, v in per_shape.items()}, plausible, float(q),
                            sources)
+
+
+def choose_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float],
+                    header_thickness: float | None, shape: str, thickness: float | None,
+                    progress: Progress) -> tuple[list[SliceProfile], str]:
+    """The profile(s) a run adapts to, best first, and how they were obtained.
+
+    --profile gauss|box|sinc with a thickness (--thickness, else DICOM SliceThickness) forces
+    the profile; whatever is not forced is estimated. A header thickness alone is nominal, so
+    with --profile auto the data decide; if estimation is impossible the run says so and falls
+    back to a Gaussian of the header thickness (or the slice spacing).
+    """
+    s = spacing3[0]
+    forced_fwhm = thickness
+    if shape != "auto" and forced_fwhm is None:
+        forced_fwhm = header_thickness
+    if shape != "auto" and forced_fwhm is not None:
+        return [SliceProfile(shape, float(forced_fwhm))], "forced"
+    shapes = SHAPES if shape == "auto" else (shape,)
+    progress.update("profile", 0, 1)
+    try:
+        estimate = estimate_profile(normalised, spacing3, shapes=shapes, fwhm_mm=forced_fwhm)
+    except ValueError as exc:
+        fallback = float(forced_fwhm or header_thickness or s)
+        progress.log(f"intersr: slice profile not estimated ({exc}); using "
+                     f"{shapes[0] if len(shapes) == 1 else 'gauss'} of FWHM {fallback:.3g} mm")
+        progress.update("profile", 1, 1)
+        return [SliceProfile(shapes[0] if len(shapes) == 1 else "gauss", fallback)], "fallback"
+    progress.update("profile", 1, 1)
+    progress.log(f"intersr: estimated slice profile {estimate.profile.describe()} "
+                 f"(FWHM/spacing {estimate.ratio:.2f}); adapting to: "
+                 + "; ".join(p.describe() for p in estimate.plausible))
+    return estimate.plausible or [estimate.profile], "estimated"
