@@ -14,14 +14,14 @@ import psutil
 import torch
 
 from . import __version__
-from .adapt import AdaptConfig, AdaptResult, adapt
+from .adapt import AdaptConfig, AdaptResult, adapt, inplane_samplers
 from .errors import InputError, ResourceError
 from .infer import super_resolve
 from .metrics import data_consistency_db, normaliser
 from .network import NetConfig, build_network
 from .progress import Progress
-from .volume import (Geometry, Volume, check_writable, is_isotropic, load_volume,
-                     output_geometry, output_positions, to_image, write_atomic)
+from .volume import (ISOTROPY_TOLERANCE, Geometry, Volume, check_writable, is_isotropic,
+                     load_volume, output_geometry, output_positions, to_image, write_atomic)
 from .weights import load_pretrained
 
 # Adaptation budget when none is given: minutes on a laptop CPU, seconds of work on a GPU.
@@ -68,6 +68,29 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+SEED_MAX = 2**32 - 1  # numpy and torch both accept 0 .. 2**32 - 1
+
+
+def check_options(options: RunOptions) -> None:
+    """Option values that no input can make valid: refused before any file is read."""
+    def finite(name: str, value, low: float, strict: bool) -> None:
+        if value is None:
+            return
+        ok = isinstance(value, (int, float)) and np.isfinite(value) and (
+            value > low if strict else value >= low)
+        if not ok:
+            raise InputError(f"{name} must be {'>' if strict else '>='} {low:g} (a finite "
+                             f"number; got {value})")
+
+    finite("--spacing", options.spacing, 0, True)
+    finite("--factor", options.factor, 1, False)
+    finite("--thickness", options.thickness, 0, True)
+    finite("--adapt-seconds", options.adapt_seconds, 0, False)
+    finite("--adapt-steps", options.adapt_steps, 0, False)
+    if not isinstance(options.seed, int) or not 0 <= options.seed <= SEED_MAX:
+        raise InputError(f"--seed must be an integer from 0 to {SEED_MAX} (got {options.seed})")
+
+
 def plan_grid(volume: Volume, options: RunOptions) -> tuple[float, float]:
     """(output spacing, factor) along the slice axis, with the checks users need."""
     geometry = volume.geometry
@@ -97,6 +120,34 @@ def plan_grid(volume: Volume, options: RunOptions) -> tuple[float, float]:
     if factor > 16:
         raise InputError(f"factor {factor:.3g} is beyond what the network supports (<= 16)")
     return spacing, factor
+
+
+def grid_warnings(geometry: Geometry, spacing: float, options: RunOptions) -> list[str]:
+    """Say so when the default (isotropic) request cannot give an isotropic output."""
+    if options.spacing is not None or options.factor is not None:
+        return []
+    out = list(geometry.spacing)
+    out[geometry.slice_axis] = spacing
+    if is_isotropic(out):
+        return []
+    largest = max(geometry.spacing)
+    thick = [a for a, v in enumerate(geometry.spacing) if v >= largest / ISOTROPY_TOLERANCE]
+    why = (f"{len(thick)} axes are about equally thick ({largest:.4g} mm) and only one (the "
+           "slice axis) is refined" if len(thick) > 1 else "the in-plane spacings differ")
+    return ["the output is not isotropic (spacing " + " x ".join(f"{v:.4g}" for v in out)
+            + f" mm): {why}; resample the other axes separately if you need isotropic voxels"]
+
+
+def check_adaptable(volume: Volume, thickness: float) -> None:
+    """Adaptation learns from in-plane axes; refuse up front when both are too short."""
+    geometry = volume.geometry
+    spacing3 = (geometry.slice_spacing, *geometry.inplane_spacings)
+    if not inplane_samplers(volume.array, spacing3, thickness, np.arange(volume.array.shape[0])):
+        _, rows, cols = volume.array.shape
+        need = int(np.ceil(2 * geometry.slice_spacing / min(geometry.inplane_spacings)))
+        raise InputError(f"the in-plane axes ({rows} x {cols} voxels) are too short to adapt "
+                         f"to this volume (at least {need} voxels are needed at this slice "
+                         "spacing); use --no-adapt or a larger field of view")
 
 
 def check_memory(volume: Volume, m: int) -> None:
@@ -138,22 +189,28 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     """The whole method on an in-memory canonical volume."""
     start = time.monotonic()
     progress = progress or Progress("none")
+    check_options(options)
     device = pick_device(options.device)
     spacing, factor = plan_grid(volume, options)
     geometry = volume.geometry
     s = geometry.slice_spacing
-    thickness = options.thickness or volume.slice_thickness or s
-    if not np.isfinite(thickness) or thickness <= 0:
-        raise InputError(f"--thickness must be a positive number of mm (got {thickness})")
+    thickness = options.thickness if options.thickness is not None else (
+        volume.slice_thickness or s)
+    adapting = not (options.no_adapt or options.adapt_steps == 0 or options.adapt_seconds == 0)
+    if adapting:
+        check_adaptable(volume, thickness)
     positions = output_positions(volume.array.shape[0], factor)
     check_memory(volume, len(positions))
+    warnings = grid_warnings(geometry, spacing, options)
+    for warning in warnings:
+        progress.log(f"intersr: warning: {warning}")
     torch.manual_seed(options.seed)
     if device.type == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-    scale = normaliser(volume.array)
-    normalised = volume.array / scale
+    intensity = normaliser(volume.array)
+    normalised = intensity.apply(volume.array)
     model, sha = initial_model(options, progress.log)
-    if options.no_adapt or options.adapt_steps == 0 or options.adapt_seconds == 0:
+    if not adapting:
         result = AdaptResult()
     else:
         spacing3 = (s, *geometry.inplane_spacings)
@@ -164,7 +221,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     consistency = data_consistency_db(normalised, output, factor, thickness / spacing)
     progress.update("check", 1, 1, data_consistency_db=consistency)
     low, high = float(volume.array.min()), float(volume.array.max())
-    output = np.clip(output * scale, low, high)
+    output = np.clip(intensity.invert(output), low, high)
     out_geometry = output_geometry(geometry, spacing)
     provenance = {
         "intersr_method": "InterSliceSR (SliceINR, self-supervised adaptation)",
@@ -179,6 +236,8 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         "intersr_data_consistency_db": f"{consistency:.4g}",
         "intersr_note": "slices synthesised by InterSliceSR, not acquired",
     }
+    if warnings:
+        provenance["intersr_warnings"] = " | ".join(warnings)
     return RunResult(array=output.astype(np.float32), geometry=out_geometry, factor=factor,
                      thickness=thickness, adaptation=result, data_consistency_db=consistency,
                      weights_sha256=sha, seconds=time.monotonic() - start, provenance=provenance)
@@ -189,7 +248,8 @@ def run(input_path: str, output_path: str, options: RunOptions,
     """Read INPUT, super-resolve, write OUTPUT atomically (nothing is written on failure)."""
     progress = progress or Progress("none")
     start = time.monotonic()
-    check_writable(output_path)
+    check_options(options)
+    check_writable(output_path, input_path)
     progress.update("load", 0, 1)
     volume = load_volume(input_path, force=options.force)
     progress.update("load", 1, 1)

@@ -58,26 +58,36 @@ def load_pretrained(path: str | os.PathLike | None = None,
         if path is not None:
             raise WeightsError(f"no {MANIFEST} beside the weights in {folder}")
         return None
-    manifest = json.loads(manifest_path.read_text())
-    entries = manifest["weights"]
-    entry = next((e for e in entries if wanted in (None, e["file"])), None)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        entries = manifest["weights"]
+        entry = next((e for e in entries if wanted in (None, e["file"])), None)
+        if entry is not None:
+            file, expected = folder / entry["file"], str(entry["sha256"])
+            net_config = NetConfig(**entry["config"])
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise WeightsError(f"weights manifest {manifest_path} is malformed ({type(exc).__name__}:"
+                           f" {exc}); reinstall the extension or restore the file") from None
     if entry is None:
         raise WeightsError(f"{wanted} is not listed in {manifest_path}")
-    file = folder / entry["file"]
     if not file.exists():
         raise WeightsError(f"weights file missing: {file} (listed in {manifest_path}); "
                            "reinstall the extension or restore the file")
     digest = sha256_of(file)
-    if digest != entry["sha256"]:
+    if digest != expected:
         raise WeightsError(f"weights file {file} is corrupted: sha256 {digest[:12]}... does not "
-                           f"match {entry['sha256'][:12]}... in {manifest_path}")
-    net_config = NetConfig(**entry["config"])
+                           f"match {expected[:12]}... in {manifest_path}")
     if config is not None and config.design != net_config.design:
         raise WeightsError(f"shipped weights are for design {net_config.design!r}, "
                            f"not {config.design!r}")
-    model = build_network(net_config)
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    try:
+        model = build_network(net_config)
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except Exception as exc:  # a consistent manifest naming a file of another network
+        raise WeightsError(f"weights file {file} does not fit the network its manifest "
+                           f"describes ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+                           ) from None
     return Pretrained(model=model, config=net_config, sha256=digest, name=entry["file"])
 
 
