@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import stat
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -157,15 +158,25 @@ def read_image(path: str | os.PathLike) -> tuple[sitk.Image, float | None]:
         reason = filecheck.problem(path)
         if reason:
             raise InputError(f"cannot read {path}: {reason}")
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        if _image_io(path):
-            reader.SetImageIO(_image_io(path))
-        image = reader.Execute()
+        image = _read_file(path)
     except RuntimeError as exc:
         raise InputError(f"cannot read {path}: {_itk_reason(exc)}") from None
     return image, _dicom_thickness(image.GetMetaData(DICOM_SLICE_THICKNESS)
                                    if image.HasMetaDataKey(DICOM_SLICE_THICKNESS) else None)
+
+
+def _read_file(path: Path) -> sitk.Image:
+    """ITK picks a reader by probing; upper-case names (SCAN.MHA) defeat the probe, so then
+    the reader is chosen by the suffix, case-insensitively."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        if "Unable to determine ImageIO" not in str(exc) or not _image_io(path):
+            raise
+    reader.SetImageIO(_image_io(path))
+    return reader.Execute()
 
 
 def _itk_reason(exc: BaseException) -> str:
@@ -276,16 +287,16 @@ def to_volume(image: sitk.Image, *, slice_thickness: float | None = None, force:
         bad = int(np.size(raw) - np.count_nonzero(np.isfinite(raw)))
         raise InputError(f"input has {bad} non-finite voxels (NaN or infinity); "
                          "fix or mask them before super-resolution")
+    low, high = raw.min(), raw.max()
+    if low == high:
+        raise InputError(f"input is constant (every voxel is {low}); there is nothing to "
+                         "super-resolve")
     if np.issubdtype(raw.dtype, np.integer) and not force:
         distinct = distinct_values(raw, limit=LABEL_MAP_MAX_VALUES + 1)
         if distinct <= LABEL_MAP_MAX_VALUES:
             raise InputError(f"input looks like a label map (integer voxels with only {distinct} "
                              "distinct values); super-resolution is for intensity images "
                              "(use --force to process it anyway)")
-    low, high = raw.min(), raw.max()
-    if low == high:
-        raise InputError(f"input is constant (every voxel is {low}); there is nothing to "
-                         "super-resolve")
     # a copy, always: `raw` is a view into the image's buffer, which may be freed after return
     array = np.array(np.transpose(raw, _numpy_order(geometry.slice_axis)), np.float32, order="C")
     return Volume(array=array, geometry=geometry, pixel_id=image.GetPixelID(),
@@ -460,19 +471,43 @@ def write_atomic(image: sitk.Image, path: str | os.PathLike, provenance: dict[st
     return path
 
 
+def disk_full_reason(folder: str | os.PathLike, needed: int) -> str:
+    """"" unless writing `needed` bytes in `folder` fails for lack of space, a quota or a file
+    size limit. Writers (ITK, VTK) do not pass errno on, and a free-space figure cannot see
+    quotas or limits, so after a failed write this asks the file system itself (then deletes
+    the probe)."""
+    probe = None
+    try:
+        handle_fd, probe = tempfile.mkstemp(prefix=".intersr-probe-", dir=folder)
+        with os.fdopen(handle_fd, "wb") as handle:
+            block = bytes(min(needed, 1 << 20))
+            left = needed
+            while left > 0:
+                handle.write(block[:left])
+                left -= len(block)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            try:
+                free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free, "
+            except OSError:
+                free = ""
+            return (f"not enough disk space in {folder} ({exc.strerror}; {free}about "
+                    f"{needed / 2**20:.1f} MB needed)")
+        return ""
+    finally:
+        if probe:
+            Path(probe).unlink(missing_ok=True)
+    return ""
+
+
 def _write_failure(path: Path, image: sitk.Image, reason: str, code: int | None = None):
     """Name the cause users can act on: a full disk (or quota, or file size limit) first."""
     folder = path.parent if str(path.parent) else Path(".")
-    needed = image.GetNumberOfPixels() * image.GetSizeOfPixelComponent()
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        free = None
-    full = code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(
-        text in reason.lower() for text in ("no space left", "file too large", "quota"))
-    if full or (free is not None and free < needed) or "incomplete" in reason:
-        where = f" ({free / 2**20:.1f} MB free in {folder})" if free is not None else ""
-        return ResourceError(f"not enough disk space to write {path}{where}: the result needs "
-                             f"up to {needed / 2**20:.1f} MB ({reason}); free space or choose "
+    needed = image.GetNumberOfPixels() * image.GetSizeOfPixelComponent() + 4096
+    full = disk_full_reason(folder, needed) if code not in (errno.EACCES, errno.EROFS) else ""
+    if full or code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return ResourceError(f"cannot write {path}: {full or reason}; free space or choose "
                              "another folder")
     return OutputError(f"could not write {path}: {reason}")
