@@ -421,7 +421,7 @@ def _models(monkeypatch, d):
     monkeypatch.setenv("INTERSR_MODELS_DIR", str(d / "models"))
 
 
-@fault("weights", "no shipped weights", 4, "weights", setup=_models)
+@fault("weights", "no shipped weights", 4, "no shipped weights found", setup=_models)
 def _(d):
     (d / "models").mkdir()
     return args(tiny(d), out_dir(d) / "o.nrrd")
@@ -445,6 +445,10 @@ def _(d):
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     return args(tiny(d), out_dir(d) / "o.nrrd")
+
+
+@fault("weights", "--weights none without adaptation", 2, "untrained network's guess")
+def _(d): return args(tiny(d), out_dir(d) / "o.nrrd", "--weights", "none")
 
 
 @fault("weights", "--weights folder without manifest", 4, "no weights.json")
@@ -762,6 +766,18 @@ def _(d):
     return args(path, out_dir(d) / "o.nrrd")
 
 
+def _untrained(d, out, err):
+    provenance = last_event(out)["provenance"]
+    assert provenance["intersr_weights_sha256"].startswith("none (--weights none")
+    assert "untrained network" in err
+
+
+@accepted("weights", "--weights none with adaptation", "an untrained start on purpose, said "
+          "so on stderr and in the provenance", _untrained)
+def _(d): return args(tiny(d, array=tiny_array(np.float32)), out_dir(d) / "o.nrrd",
+                      "--weights", "none", "--adapt-steps", 2)
+
+
 def _same_type(dtype):
     def check(d, out, err):
         image = _read(_only_output(d, "o.nrrd"))
@@ -823,6 +839,8 @@ def test_intensity_offset_and_scale_do_not_change_the_result(tmp_path):
 
 
 def test_normaliser_is_offset_and_scale_invariant():
+    """metrics.normaliser maps the 0.5th/99.5th percentiles to 0/1: any a*x + b (a > 0)
+    normalises to the same volume."""
     from intersr.metrics import normaliser
     base = tiny_array(np.float64)
     ref = normaliser(base).apply(base)
@@ -847,6 +865,7 @@ def engine(argv, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_debug_shows_the_traceback_of_an_internal_error(tmp_path, capsys, monkeypatch):
+    """`--debug` adds the traceback to the internal-error message (exit 1), nothing else."""
     work = tmp_path / "work"
     work.mkdir()
     _bug(monkeypatch, work)
@@ -895,6 +914,7 @@ def test_disk_full_in_a_real_process(tmp_path):
 
 
 def test_sigint_in_a_real_process_during_adaptation(tmp_path):
+    """Ctrl-C in a real process while it adapts: exit 130, an error event, nothing left."""
     inp = tiny(tmp_path)
     (tmp_path / "out").mkdir()
     before = snapshot(tmp_path)
@@ -1117,9 +1137,14 @@ def markdown() -> str:
         test = getattr(this, name)
         if name.startswith("test_") and name not in ("test_fault_is_refused_cleanly",
                                                      "test_odd_but_valid_input_is_processed"):
-            doc = (test.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+            doc = " ".join((test.__doc__ or "").strip().split("\n\n")[0].split())
             lines.append(f"| `{name}` | {doc or name[5:].replace('_', ' ')} |")
     return "\n".join(lines) + "\n"
+
+
+def test_docs_list_every_case():
+    """docs/faults.md is this suite's table, regenerated (no case undocumented)."""
+    assert (ROOT / "docs" / "faults.md").read_text() == markdown()
 
 
 if __name__ == "__main__":

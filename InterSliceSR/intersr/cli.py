@@ -60,7 +60,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="process label-map-like input anyway")
-    parser.add_argument("--weights", metavar="PATH", help="weights file or folder (default: shipped)")
+    parser.add_argument("--weights", metavar="PATH", help="weights file or folder (default: "
+                        "shipped); 'none' starts from an untrained network on purpose")
 
 
 def options_from(args: argparse.Namespace):

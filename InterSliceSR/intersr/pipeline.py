@@ -15,14 +15,14 @@ import torch
 
 from . import __version__
 from .adapt import AdaptConfig, AdaptResult, adapt, inplane_samplers
-from .errors import InputError, ResourceError
+from .errors import InputError, ResourceError, WeightsError
 from .infer import super_resolve
 from .metrics import data_consistency_db, normaliser
 from .network import NetConfig, build_network
 from .progress import Progress
 from .volume import (ISOTROPY_TOLERANCE, Geometry, Volume, check_writable, is_isotropic,
                      load_volume, output_geometry, output_positions, to_image, write_atomic)
-from .weights import load_pretrained
+from .weights import MANIFEST, load_pretrained, models_dir
 
 # Adaptation budget when none is given: minutes on a laptop CPU, seconds of work on a GPU.
 DEFAULT_BUDGET = {"cpu": AdaptConfig(seconds=180.0, steps=3000),
@@ -161,13 +161,22 @@ def check_memory(volume: Volume, m: int) -> None:
                             "--spacing, crop the volume, or free memory")
 
 
-def initial_model(options: RunOptions, log) -> tuple[torch.nn.Module, str]:
-    pretrained = load_pretrained(options.weights)
-    if pretrained is None:
-        log("intersr: no shipped pretrained weights found; starting from scratch "
+def initial_model(options: RunOptions, log, adapting: bool = True) -> tuple[torch.nn.Module, str]:
+    """The shipped (or given) pretrained network; an untrained one only when asked for by
+    `--weights none`, never silently (a missing manifest is an error)."""
+    if options.weights == "none":
+        if not adapting:
+            raise InputError("--weights none with no adaptation would output an untrained "
+                             "network's guess; give an adaptation budget or drop --weights none")
+        log("intersr: --weights none: starting from an untrained network "
             "(results need a longer adaptation)")
         torch.manual_seed(options.seed)
         return build_network(NetConfig(design=options.design)), ""
+    pretrained = load_pretrained(options.weights)
+    if pretrained is None:
+        raise WeightsError(f"no shipped weights found ({models_dir() / MANIFEST} is missing); "
+                           "reinstall the extension, give --weights PATH, or --weights none to "
+                           "start from an untrained network on purpose")
     return pretrained.model, pretrained.sha256
 
 
@@ -209,7 +218,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     intensity = normaliser(volume.array)
     normalised = intensity.apply(volume.array)
-    model, sha = initial_model(options, progress.log)
+    model, sha = initial_model(options, progress.log, adapting)
     if not adapting:
         result = AdaptResult()
     else:
@@ -226,7 +235,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     provenance = {
         "intersr_method": "InterSliceSR (SliceINR, self-supervised adaptation)",
         "intersr_version": __version__,
-        "intersr_weights_sha256": sha or "none (trained from scratch on this volume)",
+        "intersr_weights_sha256": sha or "none (--weights none: untrained start, adapted on this volume)",
         "intersr_factor": f"{factor:.6g}",
         "intersr_input_spacing_mm": f"{s:.6g}",
         "intersr_output_spacing_mm": f"{spacing:.6g}",
