@@ -381,23 +381,24 @@ def _(d):  # /proc accepts no new files, not even from root; found only at the e
 # -- options
 for _name, _opts, _message in [
     ("factor below 1", ("--factor", 0.5), "--factor must be >= 1"),
-    ("factor NaN", ("--factor", "nan"), "--factor must be >= 1"),
+    ("factor NaN", ("--factor", "nan"), "--factor must be a finite number"),
     ("spacing 0", ("--spacing", 0), "--spacing must be > 0"),
     ("spacing negative", ("--spacing", -1), "--spacing must be > 0"),
     ("spacing coarser than slices", ("--spacing", 5), "coarser than the slice spacing"),
     ("thickness 0", ("--thickness", 0), "--thickness must be > 0"),
     ("thickness negative", ("--thickness", -2), "--thickness must be > 0"),
-    ("thickness infinite", ("--thickness", "inf"), "--thickness must be > 0"),
-    ("adapt-seconds NaN", ("--adapt-seconds", "nan"), "--adapt-seconds must be >= 0"),
-    ("adapt-seconds infinite", ("--adapt-seconds", "inf"), "--adapt-seconds must be >= 0"),
+    ("thickness infinite", ("--thickness", "inf"), "--thickness must be a finite number"),
+    ("adapt-seconds NaN", ("--adapt-seconds", "nan"), "--adapt-seconds must be a finite number"),
+    ("adapt-seconds infinite", ("--adapt-seconds", "inf"),
+     "--adapt-seconds must be a finite number"),
     ("adapt-seconds negative", ("--adapt-seconds", -1), "--adapt-seconds must be >= 0"),
     ("adapt-steps negative", ("--adapt-steps", -5), "--adapt-steps must be >= 0"),
-    ("seed negative", ("--seed", -1), "--seed must be an integer from 0 to 4294967295"),
-    ("seed huge", ("--seed", 2**70), "--seed must be an integer from 0 to 4294967295"),
-    ("seed not a number", ("--seed", "abc"), "invalid int value: 'abc'"),
+    ("seed negative", ("--seed", -1), "--seed must be >= 0"),
+    ("seed huge", ("--seed", 2**70), "--seed must be <= 4294967295"),
+    ("seed not a number", ("--seed", "abc"), "--seed"),
     ("unknown flag", ("--colour", "red"), "unrecognized arguments: --colour red"),
-    ("spacing and factor together", ("--spacing", 1, "--factor", 2), "not allowed with"),
-    ("unknown device", ("--device", "tpu"), "unknown device 'tpu'"),
+    ("spacing and factor together", ("--spacing", 1, "--factor", 2), "--spacing"),
+    ("unknown device", ("--device", "tpu"), "'tpu'"),
 ]:
     fault("options", _name, 2, _message)(
         lambda d, o=_opts: args(tiny(d), out_dir(d) / "o.nrrd", *o))

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -73,22 +74,23 @@ SEED_MAX = 2**32 - 1  # numpy and torch both accept 0 .. 2**32 - 1
 
 def check_options(options: RunOptions) -> None:
     """Option values that no input can make valid: refused before any file is read."""
-    def finite(name: str, value, low: float, strict: bool) -> None:
+    def number(flag: str, value, low: float, above: bool, high: float | None = None) -> None:
         if value is None:
             return
-        ok = isinstance(value, (int, float)) and np.isfinite(value) and (
-            value > low if strict else value >= low)
-        if not ok:
-            raise InputError(f"{name} must be {'>' if strict else '>='} {low:g} (a finite "
-                             f"number; got {value})")
+        if not math.isfinite(value):
+            raise InputError(f"{flag} must be a finite number (got {value})")
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        if value <= low if above else value < low:
+            raise InputError(f"{flag} must be {'>' if above else '>='} {low:g} (got {text})")
+        if high is not None and value > high:
+            raise InputError(f"{flag} must be <= {high} (got {text})")
 
-    finite("--spacing", options.spacing, 0, True)
-    finite("--factor", options.factor, 1, False)
-    finite("--thickness", options.thickness, 0, True)
-    finite("--adapt-seconds", options.adapt_seconds, 0, False)
-    finite("--adapt-steps", options.adapt_steps, 0, False)
-    if not isinstance(options.seed, int) or not 0 <= options.seed <= SEED_MAX:
-        raise InputError(f"--seed must be an integer from 0 to {SEED_MAX} (got {options.seed})")
+    number("--spacing", options.spacing, 0, True)
+    number("--factor", options.factor, 1, False)
+    number("--thickness", options.thickness, 0, True)
+    number("--adapt-seconds", options.adapt_seconds, 0, False)
+    number("--adapt-steps", options.adapt_steps, 0, False)
+    number("--seed", options.seed, 0, False, SEED_MAX)
 
 
 def plan_grid(volume: Volume, options: RunOptions) -> tuple[float, float]:
