@@ -1048,7 +1048,7 @@ def test_slicer_input_removed_during_a_run(glue):
     end and fail with an AttributeError), nothing is added."""
     pid = _start_long(glue)
     glue["scene"].RemoveNode(glue["node"])
-    assert glue["logic"].poll() == "failed"
+    assert glue["logic"].wait(timeout=30) == "failed"
     assert "was removed from the scene" in glue["logic"].errorMessage
     assert not _alive(pid)
     _clean(glue, nodes_added=-1)
@@ -1058,7 +1058,7 @@ def test_slicer_scene_closed_during_a_run(glue):
     """The scene closed mid-run: same as a removed input, nothing is added to the new scene."""
     pid = _start_long(glue)
     glue["scene"].Clear(False)
-    assert glue["logic"].poll() == "failed"
+    assert glue["logic"].wait(timeout=30) == "failed"
     assert "scene was closed" in glue["logic"].errorMessage
     assert not _alive(pid)
     assert glue["scene"].GetNumberOfNodes() == 0

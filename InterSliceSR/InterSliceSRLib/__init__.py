@@ -2,21 +2,7 @@
 
 Nothing in this package imports qt, ctk or slicer.app at import time, so it runs headless
 with only the ``slicer-core`` wheel (see Testing/test_slicer_logic.py). The engine runs in a
-separate process; only its torch-free grid helpers (``intersr.volume``) are imported here.
+separate process. Import the submodules directly (``from InterSliceSRLib.logic import ...``):
+this file imports nothing, so loading the module at Slicer start-up pulls in neither numpy
+nor SimpleITK (``geometry`` needs them; the module imports it only when it shows a volume).
 """
-
-from .geometry import (  # noqa: F401
-    GridInfo,
-    describe_grid,
-    expected_output_ijk_to_ras,
-    output_slice_count,
-)
-from .progress import ProgressState, parse_line  # noqa: F401
-from .engine_process import EngineProcess, build_engine_args, BUDGET_SECONDS  # noqa: F401
-from .logic import InterSliceSRLogicCore, RunParameters, RunError  # noqa: F401
-
-__all__ = [
-    "BUDGET_SECONDS", "EngineProcess", "GridInfo", "InterSliceSRLogicCore", "ProgressState",
-    "RunError", "RunParameters", "build_engine_args", "describe_grid", "expected_output_ijk_to_ras",
-    "output_slice_count", "parse_line",
-]

@@ -1,21 +1,27 @@
-"""Dependencies on first use, without importing torch into Slicer at module load.
+"""Dependencies on first use: one confirmation, one restart question, none in testing mode.
 
 - torch: through the PyTorch extension's ``PyTorchUtils`` (it picks the CUDA build that matches
   the NVIDIA driver with light-the-torch). The extension is declared in EXTENSION_DEPENDS.
+  ``installTorch`` ends with ``import torch``: after an install, torch IS loaded in Slicer's
+  process (the module itself never imports it; the engine runs in its own process).
 - everything else: ``Resources/requirements.txt`` through ``slicer.packaging.pip_ensure``
-  (Slicer >= 5.12) or ``slicer.util.pip_install`` (Slicer 5.6 - 5.10), always with a
-  constraints file that pins Slicer's own numpy / SimpleITK / vtk to the installed versions,
-  so they are never reinstalled or upgraded.
+  (Slicer >= 5.12, its own prompts turned off) or ``slicer.util.pip_install`` (5.6 - 5.10),
+  always with a constraints file pinning Slicer's own numpy / SimpleITK / vtk.
+- the user is asked once for everything (``ensure_dependencies``); whether Slicer must restart
+  is returned, and the caller asks that once, never in testing mode.
+- Intel Macs: the last torch built for them (2.2) needs numpy < 2; Slicer 5.10+ ships numpy 2,
+  so installing torch there is refused with a clear message (``torch_blocker``).
 - what torch offers (version, CUDA, GPU name) is asked in a background process
-  (``torch_probe_args``), so the module never imports torch itself.
+  (``torch_probe_args``).
 
-Qt-free: dialogs come from slicer.util / slicer.packaging, which own their Qt imports.
+Qt-free: dialogs are passed in (the module passes slicer.util's).
 """
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
 import os
+import platform
 import re
 import sys
 import tempfile
@@ -126,15 +132,10 @@ def write_constraints(directory: str | None = None) -> str:
     return path
 
 
-def install_python_requirements(path: str = REQUIREMENTS_FILE, requester: str = "InterSliceSR") -> dict:
-    """Install what ``requirements.txt`` lists and is missing. Returns
-    {"installed": [...], "restart_needed": bool}."""
-    missing = missing_requirements(path)
-    if not missing:
-        return {"installed": [], "restart_needed": False}
+def install_python_requirements(requirements: list, requester: str = "InterSliceSR") -> None:
+    """pip-install ``requirements`` (already confirmed by the user: no prompt of its own)."""
     import slicer
 
-    already_imported = [r for r in missing if _IMPORT_NAMES.get(_split_requirement(r)[0].lower(), "") in sys.modules]
     constraints = write_constraints()
     try:
         try:
@@ -142,20 +143,37 @@ def install_python_requirements(path: str = REQUIREMENTS_FILE, requester: str = 
         except ImportError:
             packaging = None
         if packaging is not None and hasattr(packaging, "pip_ensure"):
-            # pip_ensure asks for confirmation and offers a restart itself when needed
-            packaging.pip_ensure(missing, constraints=constraints, requester=requester)
+            packaging.pip_ensure(requirements, constraints=constraints, requester=requester,
+                                 prompt_install=False, prompt_restart=False)
         else:
-            if not slicer.util.confirmOkCancelDisplay(
-                    "InterSliceSR needs these Python packages:\n\n" + "\n".join(missing)
-                    + "\n\nInstall them into Slicer's Python now?", "InterSliceSR - install packages"):
-                raise RuntimeError("Installation of Python packages declined")
-            slicer.util.pip_install([*missing, "-c", constraints])
+            slicer.util.pip_install([*requirements, "-c", constraints])
     finally:
         os.remove(constraints)
-    return {"installed": missing, "restart_needed": bool(already_imported)}
 
 
 # ------------------------------------------------------------------------------ torch
+LAST_INTEL_MAC_TORCH = "2.2"
+
+
+def torch_blocker(system: str | None = None, machine: str | None = None, numpy_version: str | None = None):
+    """Why torch cannot be installed here (a message), or None. Intel Macs: PyTorch stopped at
+    2.2 for macOS x86_64, and torch 2.2 is built against numpy 1.x; Slicer 5.10 and later
+    ship numpy 2, which Slicer's own modules need, so it must not be downgraded."""
+    system = system or sys.platform
+    machine = machine or platform.machine()
+    if numpy_version is None:
+        try:
+            numpy_version = importlib.metadata.version("numpy")
+        except importlib.metadata.PackageNotFoundError:
+            numpy_version = "0"
+    if system == "darwin" and machine == "x86_64" and int(numpy_version.split(".")[0]) >= 2:
+        return (f"PyTorch cannot be installed into this Slicer: the last PyTorch for Intel Macs "
+                f"({LAST_INTEL_MAC_TORCH}) needs numpy < 2, and this Slicer ships numpy {numpy_version}, "
+                f"which Slicer itself needs. Use Slicer 5.8 or older on this Mac, or a Mac with Apple "
+                f"silicon, Linux or Windows.")
+    return None
+
+
 def pytorch_utils_logic():
     """The PyTorch extension's logic, or None when the extension is not installed."""
     try:
@@ -172,31 +190,58 @@ def pytorch_utils_logic():
         return None
 
 
-def install_torch(ask_confirmation: bool = True) -> dict:
-    """Install torch with PyTorchUtils. Returns {"installed": bool, "restart_needed": bool}."""
-    logic = pytorch_utils_logic()
+def install_torch(logic=None) -> None:
+    """Install torch with PyTorchUtils (already confirmed: no prompt of its own). Note that
+    ``installTorch`` imports torch into this process when it is done."""
+    logic = logic or pytorch_utils_logic()
     if logic is None:
         raise RuntimeError("The 'PyTorch' extension is missing: install it from the Extensions Manager "
                            "(it installs the PyTorch build that matches your GPU driver), restart Slicer "
                            "and try again.")
-    was_imported = "torch" in sys.modules
-    torch = logic.installTorch(askConfirmation=ask_confirmation, torchVersionRequirement=">=2.0")
+    torch = logic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.0")
     if torch is None:
-        return {"installed": False, "restart_needed": False}
-    return {"installed": True, "restart_needed": was_imported}
+        raise RuntimeError("PyTorch was not installed (see the log for PyTorchUtils' message)")
 
 
-def ensure_dependencies(ask_confirmation: bool = True) -> dict:
-    """torch (PyTorchUtils) then requirements.txt. Returns what happened, including whether
-    Slicer must be restarted before the module can run."""
-    result = {"torch_installed_now": False, "packages_installed_now": [], "restart_needed": False}
-    if not torch_installed():
-        torch = install_torch(ask_confirmation)
-        if not torch["installed"]:
-            raise RuntimeError("PyTorch was not installed")
-        result["torch_installed_now"] = True
-        result["restart_needed"] |= torch["restart_needed"]
-    packages = install_python_requirements()
-    result["packages_installed_now"] = packages["installed"]
-    result["restart_needed"] |= packages["restart_needed"]
+def install_plan() -> dict:
+    """What is missing: {"torch": bool, "packages": [...], "blocker": message or None}."""
+    need_torch = not torch_installed()
+    return {"torch": need_torch, "packages": missing_requirements(),
+            "blocker": torch_blocker() if need_torch else None}
+
+
+def ensure_dependencies(confirm, testing: bool = False, plan: dict | None = None, *,
+                        torch_installer=install_torch, package_installer=install_python_requirements) -> dict:
+    """Install what is missing after ONE confirmation. Returns {"installed": [...],
+    "declined": bool, "skipped_in_testing": bool, "restart_needed": bool}.
+
+    ``confirm(message, title) -> bool`` is the only dialog shown here (the module passes
+    ``slicer.util.confirmOkCancelDisplay``). In testing mode nothing is installed (a test must
+    not change Slicer's Python). Raises RuntimeError with a clear message when it cannot be done.
+    """
+    plan = install_plan() if plan is None else plan
+    result = {"installed": [], "declined": False, "skipped_in_testing": False, "restart_needed": False}
+    wanted = (["torch (through the PyTorch extension)"] if plan["torch"] else []) + list(plan["packages"])
+    if not wanted:
+        return result
+    if plan.get("blocker"):
+        raise RuntimeError(plan["blocker"])
+    if testing:
+        result["skipped_in_testing"] = True
+        return result
+    if not confirm("InterSliceSR needs these Python packages, which are not installed yet:\n\n"
+                   + "\n".join(f"- {w}" for w in wanted)
+                   + "\n\nDownload and install them into Slicer's Python now (this can take minutes)?",
+                   "InterSliceSR - install dependencies"):
+        result["declined"] = True
+        return result
+    imported_before = {name for name in _IMPORT_NAMES.values() if name in sys.modules}
+    if plan["torch"]:
+        torch_installer()
+        result["installed"].append("torch")
+    if plan["packages"]:
+        package_installer(list(plan["packages"]))
+        result["installed"] += list(plan["packages"])
+        changed = {_IMPORT_NAMES.get(_split_requirement(r)[0].lower(), "") for r in plan["packages"]}
+        result["restart_needed"] = bool(changed & imported_before)
     return result

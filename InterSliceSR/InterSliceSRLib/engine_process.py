@@ -1,18 +1,28 @@
-"""Run ``python -m intersr run ...`` in a background process and collect its events.
+"""Run the engine (or any helper command) in a background process tree and collect its events.
 
-- The command is started through ``slicer.util.launchConsoleProcess`` (available with the
-  same ``args, useStartupEnvironment, updateEnvironment, cwd`` arguments in Slicer 5.6 to 5.13);
-  it merges stderr into stdout, so human log lines arrive between the JSON events.
-- A daemon reader thread turns each line into an event (see ``progress.parse_line``) and puts it
-  in a thread-safe queue. The owner drains the queue from its own thread (the GUI does it from
-  a QTimer), so MRML and Qt are only ever touched from the main thread. No Qt here.
-- ``terminate()`` ends the whole process tree (psutil when available).
+Why not ``slicer.util.launchConsoleProcess``: it opens the pipe in text mode with the locale's
+code page (one undecodable byte ends a reader loop on Windows) and gives no handle on the
+process tree. Inside Slicer the command is ``PythonSlicer``, a *launcher* whose child is the
+real Python; terminating the launcher alone leaves the child running. So this module:
+
+- starts the command in its own session / process group (POSIX) or process group (Windows),
+  with the console hidden on Windows, stderr merged into stdout (as launchConsoleProcess does);
+- reads the pipe as bytes and decodes each line on its own (UTF-8, the child is told
+  ``PYTHONIOENCODING=utf-8``; bad bytes are replaced), so nothing after a bad byte is lost;
+- stops the whole tree without blocking the caller: ``request_stop()`` signals the group and
+  returns at once; a reaper thread escalates to SIGKILL after a grace period; ``finished``
+  turns True once every process of the tree is gone and the output is read.
+
+Works with and without psutil (psutil, when present, also catches descendants that left the
+process group). No Qt here: the owner drains ``events()`` from its own thread.
 """
 from __future__ import annotations
 
 import os
 import queue
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +35,9 @@ MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../
 BUDGET_SECONDS = {"fast": 60, "balanced": 180, "best": 600}
 BUDGETS = ("fast", "balanced", "best", "seconds")
 DEVICES = ("auto", "cuda", "cpu")
+
+# Seconds between the polite stop (SIGTERM: the engine removes its partial output) and SIGKILL.
+STOP_GRACE_SECONDS = 1.0
 
 
 def python_executable() -> str:
@@ -91,7 +104,7 @@ def _num(value) -> str:
 
 def engine_environment(extra=None) -> dict:
     """Variables added to the child's environment: the module folder on PYTHONPATH (so that
-    ``-m intersr`` resolves to the engine shipped beside this file) and unbuffered output."""
+    ``-m intersr`` resolves to the engine shipped beside this file), unbuffered UTF-8 output."""
     paths = [MODULE_DIR]
     existing = os.environ.get("PYTHONPATH")
     if existing:
@@ -102,33 +115,50 @@ def engine_environment(extra=None) -> dict:
     return env
 
 
-def _launch(args, cwd, env):
-    import slicer.util
+def launch(args, cwd=None, update_environment=None) -> subprocess.Popen:
+    """Start ``args`` as the leader of a new process group, stdout+stderr in one binary pipe."""
+    env = os.environ.copy()
+    env.update(update_environment or {})
+    kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                  env=env, cwd=cwd)
+    if os.name == "nt":  # pragma: no cover - exercised on Windows only
+        info = subprocess.STARTUPINFO()
+        info.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+        info.wShowWindow = 0  # hidden console, as slicer.util.launchConsoleProcess does
+        kwargs.update(startupinfo=info, creationflags=subprocess.CREATE_NEW_PROCESS_GROUP)
+    else:
+        kwargs.update(start_new_session=True)  # its own process group: killpg reaches every child
+    return subprocess.Popen(args, **kwargs)
 
-    return slicer.util.launchConsoleProcess(args, useStartupEnvironment=False,
-                                            updateEnvironment=env, cwd=cwd)
+
+def decode_line(raw: bytes) -> str:
+    """One line of child output -> text. UTF-8 first (what the child is told to write), the
+    bad bytes replaced, so a stray byte costs one character and never the rest of the stream."""
+    return raw.decode("utf-8", errors="replace")
 
 
 class EngineProcess:
-    """One running engine process: ``events()`` drains what the reader thread parsed."""
+    """One running process tree: ``events()`` drains what the reader thread parsed."""
 
     def __init__(self, args, cwd=None, env=None):
         self.args = list(args)
         self.events_queue: queue.Queue = queue.Queue()
-        self.proc = _launch(self.args, cwd, engine_environment(env))
+        self._stop_requested = threading.Event()
+        self._tree_gone = threading.Event()
+        self.proc = launch(self.args, cwd, engine_environment(env))
         self.pid = self.proc.pid
-        self._reader = threading.Thread(target=self._read, name="InterSliceSR-engine-reader", daemon=True)
+        self._psutil_tree = _PsutilTree(self.proc.pid)
+        self._reader = threading.Thread(target=self._read, name="InterSliceSR-reader", daemon=True)
         self._reader.start()
+        self._reaper = None
 
     def _read(self) -> None:
         stream = self.proc.stdout
         try:
-            for line in iter(stream.readline, ""):
-                self.events_queue.put(parse_line(line))
+            for raw in iter(stream.readline, b""):
+                self.events_queue.put(parse_line(decode_line(raw)))
         except (ValueError, OSError):  # stream closed while terminating
             pass
-        except UnicodeDecodeError as exc:
-            self.events_queue.put({"stage": "log", "message": f"(undecodable engine output: {exc})"})
         finally:
             try:
                 stream.close()
@@ -145,67 +175,171 @@ class EngineProcess:
                 return out
 
     @property
+    def stopping(self) -> bool:
+        return self._stop_requested.is_set()
+
+    @property
     def finished(self) -> bool:
-        """True when the process has exited AND all of its output has been read."""
-        return self.proc.poll() is not None and not self._reader.is_alive()
+        """True when the process (and, after a stop, its whole tree) is gone and its output read."""
+        if self.proc.poll() is None or self._reader.is_alive():
+            return False
+        return self._tree_gone.is_set() if self.stopping else True
 
     @property
     def returncode(self):
         return self.proc.returncode
 
     def wait_finished(self, timeout=None) -> bool:
+        """Block until ``finished`` (or ``timeout``); for console use and tests, never the GUI."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            self.proc.wait(timeout=timeout)
-        except Exception:
-            return False
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self._reader.join(remaining)
-        return not self._reader.is_alive()
+        while not self.finished:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
-    def terminate(self, grace_seconds: float = 5.0) -> None:
-        """End the engine and every process it started; returns when they are gone."""
-        kill_process_tree(self.proc, grace_seconds)
-        self._reader.join(grace_seconds)
+    def request_stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Ask the whole tree to stop and return at once (the GUI thread calls this)."""
+        if self._stop_requested.is_set():
+            return
+        self._stop_requested.set()
+        self._psutil_tree.snapshot()
+        _signal_tree(self.proc, signal.SIGTERM, self._psutil_tree)
+        self._reaper = threading.Thread(target=self._reap, args=(grace_seconds,),
+                                        name="InterSliceSR-reaper", daemon=True)
+        self._reaper.start()
+
+    def terminate(self, grace_seconds: float = STOP_GRACE_SECONDS, timeout: float = 10.0) -> bool:
+        """Stop the tree and wait until it is gone (console use). True when it is."""
+        self.request_stop(grace_seconds)
+        return self.wait_finished(timeout)
+
+    def _reap(self, grace_seconds: float) -> None:
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            self._psutil_tree.snapshot()
+            if not _tree_alive(self.proc, self._psutil_tree):
+                break
+            time.sleep(0.02)
+        else:
+            _signal_tree(self.proc, _KILL, self._psutil_tree)
+            kill_deadline = time.monotonic() + 5.0
+            while time.monotonic() < kill_deadline:
+                self.proc.poll()
+                if not _tree_alive(self.proc, self._psutil_tree):
+                    break
+                time.sleep(0.02)
+        try:
+            self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL could not end it
+            pass
+        self._tree_gone.set()
 
 
-def kill_process_tree(proc, grace_seconds: float = 5.0) -> None:
-    """SIGTERM a Popen and its descendants (the engine removes its partial output on SIGTERM),
-    then SIGKILL whatever is still alive after ``grace_seconds``. The Popen itself is reaped
-    with ``proc.wait`` so that its return code stays meaningful."""
-    try:
-        import psutil
-    except ImportError:
-        psutil = None
-    children = []
-    if psutil is not None and proc.poll() is None:
+_KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+
+
+class _PsutilTree:
+    """Descendants seen so far (psutil only): they may have left the process group."""
+
+    def __init__(self, pid: int):
         try:
-            children = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.Error:
-            children = []
-    if proc.poll() is None:
+            import psutil
+        except ImportError:
+            psutil = None
+        self.psutil = psutil
+        self.pid = pid
+        self.known: dict = {}
+
+    def snapshot(self) -> None:
+        if self.psutil is None:
+            return
         try:
-            proc.terminate()
-        except OSError:
+            for child in self.psutil.Process(self.pid).children(recursive=True):
+                self.known.setdefault(child.pid, child)
+        except self.psutil.Error:
             pass
-    for child in children:
-        try:
-            child.terminate()
-        except psutil.Error:
-            pass
-    try:
-        proc.wait(timeout=grace_seconds)
-    except Exception:
-        try:
-            proc.kill()
-        except OSError:
-            pass
-        proc.wait()
-    if children:
-        _gone, alive = psutil.wait_procs(children, timeout=grace_seconds)
-        for child in alive:
+
+    def alive(self) -> list:
+        if self.psutil is None:
+            return []
+        out = []
+        for proc in self.known.values():
             try:
-                child.kill()
-            except psutil.Error:
+                if proc.is_running() and proc.status() != self.psutil.STATUS_ZOMBIE:
+                    out.append(proc)
+            except self.psutil.Error:
                 pass
-        psutil.wait_procs(alive, timeout=grace_seconds)
+        return out
+
+
+def _signal_tree(proc: subprocess.Popen, sig, tree: _PsutilTree) -> None:
+    """Send ``sig`` to the process group (POSIX) / the tree (Windows) and known descendants."""
+    if os.name == "nt":  # pragma: no cover - exercised on Windows only
+        if sig == _KILL or tree.psutil is None:
+            # taskkill /T walks the tree from the launcher (no psutil needed)
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        else:
+            for child in tree.alive():
+                try:
+                    child.terminate()
+                except tree.psutil.Error:
+                    pass
+            if proc.poll() is None:
+                proc.terminate()
+        return
+    try:
+        os.killpg(proc.pid, sig)  # the launcher started a new session: pgid == its pid
+    except (ProcessLookupError, PermissionError):
+        pass
+    for child in tree.alive():
+        try:
+            child.send_signal(sig)
+        except tree.psutil.Error:
+            pass
+
+
+def _tree_alive(proc: subprocess.Popen, tree: _PsutilTree) -> bool:
+    if proc.poll() is None or tree.alive():
+        return True
+    if os.name == "nt":  # pragma: no cover
+        return False
+    return _group_alive(proc.pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Is a live (non-zombie) process left in process group ``pgid``? Zombies count as gone:
+    an orphan's zombie waits for an init that may never reap it, but it runs no code."""
+    if os.path.isdir("/proc/self"):  # Linux: read the group and state of every process
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) "
+            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
+        return False
+    try:  # macOS: any member of the group (zombies included) left?
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def kill_process_tree(proc: subprocess.Popen, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+    """Blocking stop of a process started by ``launch`` and all of its descendants."""
+    tree = _PsutilTree(proc.pid)
+    tree.snapshot()
+    _signal_tree(proc, signal.SIGTERM, tree)
+    deadline = time.monotonic() + grace_seconds
+    while _tree_alive(proc, tree) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _tree_alive(proc, tree):
+        _signal_tree(proc, _KILL, tree)
+    proc.wait()

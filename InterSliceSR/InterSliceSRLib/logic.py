@@ -111,15 +111,34 @@ class InterSliceSRLogicCore:
         self._params = None
         self._onEvent = None
         self._startTime = None
+        self._cancelRequested = False
+        self._abandonMessage = None
+        # schedule(milliseconds, callback): a one-shot timer of the caller's event loop (Slicer
+        # passes qt.QTimer.singleShot). When set, every run finishes on its own (console
+        # ``process(wait=False)``, with or without ``on_event``); None = the owner polls.
+        self.schedule = None
+        self.pollIntervalMs = 100
 
     # ------------------------------------------------------------------ state
     @property
     def isRunning(self) -> bool:
         return self.state == "running"
 
+    @property
+    def isCancelling(self) -> bool:
+        """A cancel was requested and the process tree is not gone yet."""
+        return self.state == "running" and self._cancelRequested
+
     @classmethod
     def anyRunning(cls) -> bool:
         return cls._activeRun is not None
+
+    @classmethod
+    def cancelActive(cls, wait: bool = False, timeout: float = 10.0) -> bool:
+        """Cancel whatever run this process has going, whoever started it (the GUI or the
+        Python console): module cleanup and scene close call this."""
+        run = cls._activeRun
+        return run.cancel(wait=wait, timeout=timeout) if run is not None else False
 
     @property
     def tempDir(self):
@@ -156,6 +175,8 @@ class InterSliceSRLogicCore:
             self._params = params
             self._onEvent = on_event
             self._startTime = time.monotonic()
+            self._cancelRequested = False
+            self._abandonMessage = None
             parent = self._tempParent()
             try:
                 self._tempDir = tempfile.mkdtemp(prefix="InterSliceSR-", dir=parent)
@@ -173,6 +194,13 @@ class InterSliceSRLogicCore:
             self.state = "failed"
             self._release()
             raise
+        if self.schedule is not None:
+            self.schedule(self.pollIntervalMs, self._tick)
+
+    def _tick(self) -> None:
+        """Timer callback: poll, and come back while the run goes on."""
+        if self.poll() == "running" and self.schedule is not None:
+            self.schedule(self.pollIntervalMs, self._tick)
 
     def _tempParent(self):
         if self.tempRoot:
@@ -192,6 +220,10 @@ class InterSliceSRLogicCore:
     def poll(self) -> str:
         """Dispatch new events; finish the run when the engine has exited. Returns ``state``."""
         if self.state != "running" or self._process is None:
+            return self.state
+        if self._cancelRequested:
+            if self._process.finished:
+                self._finishCancel()
             return self.state
         if not self._inputPresent():
             self._abandon(f"the input volume '{self._inputName()}' was removed from the scene "
@@ -215,24 +247,41 @@ class InterSliceSRLogicCore:
             time.sleep(interval)
         return self.state
 
-    def cancel(self) -> bool:
-        """Kill the engine's process tree, remove temporary files, add nothing. True if it
-        cancelled a running job."""
+    def cancel(self, wait: bool = True, timeout: float = 10.0) -> bool:
+        """Stop the engine's whole process tree; add nothing; remove the temporary files once
+        the tree is gone (never under a live engine). True if it cancelled a running job.
+
+        ``wait=False`` (the GUI thread): signal the tree and return at once; the next ``poll``
+        after the tree is gone completes the cancel (state "cancelled", event "cancelled").
+        ``wait=True`` (console): return when that has happened (or ``timeout`` passed).
+        """
         if self.state != "running":
             return False
-        try:
-            if self._process is not None:
-                self._process.terminate()
-                for event in self._process.events():
-                    if event.get("stage") == "log":
-                        self.progress.update(event)
-        finally:
-            self._cleanup()
-            self.state = "cancelled"
+        if not self._cancelRequested:
+            self._cancelRequested = True
             self.errorMessage = "Cancelled by the user"
-            self._release()
-        self._emit({"stage": "cancelled", "message": "Cancelled: nothing was added to the scene"})
+            if self._process is not None:
+                self._process.request_stop()
+        if wait and self._process is not None:
+            self._process.wait_finished(timeout)
+        if self._process is None or self._process.finished:
+            self._finishCancel()
         return True
+
+    def _finishCancel(self) -> None:
+        for event in self._process.events() if self._process is not None else []:
+            if event.get("stage") == "log":
+                self.progress.update(event)
+        self._cleanup()
+        if self._abandonMessage:  # stopped because the result had nowhere to go
+            self.state = "failed"
+            self.errorMessage = self._abandonMessage
+            self._release()
+            self._emit({"stage": "failed", "message": self._abandonMessage})
+            return
+        self.state = "cancelled"
+        self._release()
+        self._emit({"stage": "cancelled", "message": "Cancelled: nothing was added to the scene"})
 
     def _inputPresent(self) -> bool:
         node, scene = self._inputNode, self._scene
@@ -246,16 +295,14 @@ class InterSliceSRLogicCore:
             return "?"
 
     def _abandon(self, message: str) -> None:
-        """Stop the engine because its result has nowhere to go; the run fails cleanly."""
-        try:
-            if self._process is not None:
-                self._process.terminate()
-        finally:
-            self._cleanup()
-            self.state = "failed"
-            self.errorMessage = message
-            self._release()
-        self._emit({"stage": "failed", "message": message})
+        """Stop the engine because its result has nowhere to go; the run then fails cleanly
+        (state "failed" once the process tree is gone, like a cancel)."""
+        self._abandonMessage = message
+        self._cancelRequested = True
+        if self._process is not None:
+            self._process.request_stop()
+        if self._process is None or self._process.finished:
+            self._finishCancel()
 
     # ------------------------------------------------------------------ console API
     def process(self, inputNode, spacing=None, thickness=None, device="auto", adaptSeconds=None,

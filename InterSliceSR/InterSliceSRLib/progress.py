@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-ENGINE_STAGES = ("load", "adapt", "infer", "check", "write")
+ENGINE_STAGES = ("load", "vae", "synth", "adapt", "infer", "check", "write")
 TERMINAL_STAGES = ("done", "error")
 
 # Share of the whole run each stage takes (rough, for one progress bar over all stages).
 _STAGE_SPAN = {
     "load": (0.00, 0.05),
+    "vae": (0.05, 0.30),  # --method vae-pairs only; adapt then continues from where it is
+    "synth": (0.30, 0.35),
     "adapt": (0.05, 0.80),
     "infer": (0.80, 0.95),
     "check": (0.95, 0.98),
@@ -23,6 +25,8 @@ _STAGE_SPAN = {
 
 STAGE_LABELS = {
     "load": "Loading",
+    "vae": "Training the VAE on this volume",
+    "synth": "Synthesising thin-slice volumes",
     "adapt": "Fine-tuning on this volume",
     "infer": "Computing new slices",
     "check": "Checking data consistency",

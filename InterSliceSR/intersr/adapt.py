@@ -68,20 +68,37 @@ def evaluate(model: torch.nn.Module, batches: list[PairBatch], device: torch.dev
     return value
 
 
+def held_out_split(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices: every HOLDOUT_EVERY-th one is held out (all of them if tiny)."""
+    index = np.arange(n)
+    held_out = index[index % HOLDOUT_EVERY == HOLDOUT_EVERY // 2]
+    train = np.setdiff1d(index, held_out)
+    if len(held_out) == 0 or len(train) == 0:
+        return index, index
+    return train, held_out
+
+
 def adapt(model: torch.nn.Module, volume: np.ndarray, spacing: tuple[float, float, float],
           thickness: float, config: AdaptConfig, device: torch.device,
           progress: Progress | None = None) -> AdaptResult:
     """Fine-tune `model` in place on pairs from `volume`; returns what happened."""
-    result = AdaptResult()
-    n_slices = volume.shape[0]
-    held_out = np.arange(n_slices)[np.arange(n_slices) % HOLDOUT_EVERY == HOLDOUT_EVERY // 2]
-    train = np.setdiff1d(np.arange(n_slices), held_out)
-    if len(held_out) == 0 or len(train) == 0:
-        held_out = train = np.arange(n_slices)
+    train, held_out = held_out_split(volume.shape[0])
     samplers = inplane_samplers(volume, spacing, thickness, train)
     if not samplers:
         raise ValueError("in-plane axes are too short to learn from at this slice spacing")
     checks = inplane_samplers(volume, spacing, thickness, held_out)
+    return fit(model, samplers, checks, config, device, progress)
+
+
+def fit(model: torch.nn.Module, samplers: list[PlanePairs], checks: list[PlanePairs],
+        config: AdaptConfig, device: torch.device,
+        progress: Progress | None = None) -> AdaptResult:
+    """The one training loop: batches from `samplers` in turn, held-out loss on `checks`.
+
+    Stops at the step or time budget, or early when the held-out loss stops improving, and
+    keeps the best weights. Adaptation and the VAE-pairs method both train through here.
+    """
+    result = AdaptResult()
     rng = np.random.default_rng(config.seed)
     val_rng = np.random.default_rng(config.seed + 1)
     val_batches = [sampler.sample(config.batch, val_rng, augment=False)

@@ -52,6 +52,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thickness", type=_number, metavar="MM",
                         help="slice profile FWHM (default: DICOM SliceThickness or slice spacing)")
     parser.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
+    parser.add_argument("--method", choices=("self-supervised", "vae-pairs"),
+                        default="self-supervised",
+                        help="what the network is fine-tuned on: in-plane pairs of the volume "
+                        "(default) or pairs from VAE-synthesised thin-slice volumes (Xuan et al.)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--adapt-steps", type=int, metavar="N", help="adaptation step budget")
     budget.add_argument("--adapt-seconds", type=_number, metavar="S",
@@ -69,7 +73,7 @@ def options_from(args: argparse.Namespace):
     return RunOptions(spacing=args.spacing, factor=args.factor, thickness=args.thickness,
                       device=args.device, adapt_steps=args.adapt_steps,
                       adapt_seconds=args.adapt_seconds, no_adapt=args.no_adapt, seed=args.seed,
-                      force=args.force, weights=args.weights)
+                      force=args.force, weights=args.weights, method=args.method)
 
 
 def cmd_run(args: argparse.Namespace, input_path: str, output_path: str,

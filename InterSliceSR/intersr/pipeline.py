@@ -21,9 +21,17 @@ from .infer import super_resolve
 from .metrics import data_consistency_db, normaliser
 from .network import NetConfig, build_network
 from .progress import Progress
+from .vae_pairs import train_on_vae_pairs
 from .volume import (ISOTROPY_TOLERANCE, Geometry, Volume, check_writable, is_isotropic,
                      load_volume, output_geometry, output_positions, to_image, write_atomic)
 from .weights import MANIFEST, load_pretrained, models_dir
+
+# What each --method trains the network on, as provenance records it.
+METHOD_NAMES = {
+    "self-supervised": "InterSliceSR (SliceINR, self-supervised adaptation)",
+    "vae-pairs": "InterSliceSR (SliceINR, fine-tuned on VAE-synthesised pairs, Xuan et al. 2021)",
+    "vae-combined": "InterSliceSR (SliceINR, VAE-synthesised + in-plane self-supervised pairs)",
+}
 
 # Adaptation budget when none is given: minutes on a laptop CPU, seconds of work on a GPU.
 DEFAULT_BUDGET = {"cpu": AdaptConfig(seconds=180.0, steps=3000),
@@ -43,6 +51,7 @@ class RunOptions:
     force: bool = False
     weights: str | None = None  # weights file or folder; None: the shipped ones
     design: str = "inr"  # network design when starting from scratch
+    method: str = "self-supervised"  # or "vae-pairs", "vae-combined" (see METHOD_NAMES)
 
 
 @dataclass
@@ -201,6 +210,9 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     start = time.monotonic()
     progress = progress or Progress("none")
     check_options(options)
+    if options.method not in METHOD_NAMES:
+        raise InputError(f"unknown method {options.method!r}: use "
+                         + ", ".join(METHOD_NAMES))
     device = pick_device(options.device)
     spacing, factor = plan_grid(volume, options)
     geometry = volume.geometry
@@ -208,7 +220,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     thickness = options.thickness if options.thickness is not None else (
         volume.slice_thickness or s)
     adapting = not (options.no_adapt or options.adapt_steps == 0 or options.adapt_seconds == 0)
-    if adapting:
+    if adapting and options.method == "self-supervised":
         check_adaptable(volume, thickness)
     positions = output_positions(volume.array.shape[0], factor)
     check_memory(volume, len(positions))
@@ -221,12 +233,22 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     intensity = normaliser(volume.array)
     normalised = intensity.apply(volume.array)
     model, sha = initial_model(options, progress.log, adapting)
+    extra: dict[str, str] = {}
     if not adapting:
         result = AdaptResult()
-    else:
+    elif options.method == "self-supervised":
         spacing3 = (s, *geometry.inplane_spacings)
         result = adapt(model, normalised, spacing3, thickness, adapt_config(options, device),
                        device, progress)
+    else:
+        spacing3 = (s, *geometry.inplane_spacings)
+        pairs = train_on_vae_pairs(model, normalised, spacing3, thickness, factor,
+                                   adapt_config(options, device), device,
+                                   combined=options.method == "vae-combined", progress=progress)
+        result = pairs.adaptation
+        extra = {"intersr_vae_steps": str(pairs.vae.steps),
+                 "intersr_vae_final_l1": f"{pairs.vae.final_loss:.6g}",
+                 "intersr_synthetic_slices": str(pairs.synthetic_shape[0])}
     output = super_resolve(model, normalised, positions, factor, thickness / s, device, progress)
     progress.update("check", 0, 1)
     consistency = data_consistency_db(normalised, output, factor, thickness / spacing)
@@ -235,7 +257,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     output = np.clip(intensity.invert(output), low, high)
     out_geometry = output_geometry(geometry, spacing)
     provenance = {
-        "intersr_method": "InterSliceSR (SliceINR, self-supervised adaptation)",
+        "intersr_method": METHOD_NAMES[options.method],
         "intersr_version": __version__,
         "intersr_weights_sha256": sha or "none (--weights none: untrained start, adapted on this volume)",
         "intersr_factor": f"{factor:.6g}",
@@ -246,6 +268,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         "intersr_adapt_final_loss": f"{result.final_loss:.6g}",
         "intersr_data_consistency_db": f"{consistency:.4g}",
         "intersr_note": "slices synthesised by InterSliceSR, not acquired",
+        **extra,
     }
     if warnings:
         provenance["intersr_warnings"] = " | ".join(warnings)

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-STAGES = ("load", "adapt", "infer", "check", "write", "done", "error")
+STAGES = ("load", "vae", "synth", "adapt", "infer", "check", "write", "done", "error")
 
 
 class Progress:

@@ -1,0 +1,93 @@
+"""The VAE-pairs method (Xuan et al. 2021): train the SR network on synthetic HR volumes.
+
+1. A SliceVAE learns the target volume's own thick slices (stage "vae").
+2. It synthesises an HR volume on the output grid (spacing s / k) by decoding interpolated
+   latent codes of neighbouring slices (stage "synth").
+3. The synthetic HR volume is degraded again with the slice profile by the one degradation
+   model (PlanePairs along the slice axis), and the pretrained SR network is fine-tuned on those
+   synthetic LR-HR pairs with the one training loop (stage "adapt"). Synthetic HR is never
+   paired with the real LR: the pairs stay consistent even where the VAE morphs anatomy.
+The combination ("vae-combined") also draws the in-plane self-supervised pairs of the real
+volume, batch about batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .adapt import AdaptConfig, AdaptResult, fit, held_out_split, inplane_samplers
+from .pairs import PlanePairs
+from .progress import Progress
+from .vae import VAEConfig, VAEResult, synthesise, train_vae
+from .volume import output_positions
+
+VAE_SHARE = 0.35  # share of a time budget spent on training the VAE
+VAE_MAX_STEPS = 1500  # the VAE's loss flattens well before this on a brain volume
+
+
+@dataclass
+class VAEPairsResult:
+    vae: VAEResult
+    adaptation: AdaptResult
+    synthetic_shape: tuple[int, int, int]
+
+
+def vae_config(config: AdaptConfig) -> VAEConfig:
+    """The VAE's share of the run's budget: the same step count, or VAE_SHARE of the time."""
+    steps = min(config.steps, VAE_MAX_STEPS) if config.steps is not None else None
+    seconds = VAE_SHARE * config.seconds if config.seconds is not None else None
+    return VAEConfig(steps=steps, seconds=seconds, seed=config.seed)
+
+
+def synthetic_samplers(synthetic: np.ndarray, factor: float, fwhm: float,
+                       planes: np.ndarray) -> list[PlanePairs]:
+    """Through-plane pairs of a synthetic HR (fine slices, rows, cols) volume.
+
+    factor and fwhm are in synthetic-slice units; `planes` lists the rows/cols allowed as
+    planes (held-out ones stay out). Each plane (slices x rows or slices x cols) is degraded
+    along the slice axis, i.e. exactly the mapping inference applies.
+    """
+    samplers = []
+    for other in (2, 1):
+        third = 3 - other
+        fixed = planes[planes < synthetic.shape[third]]
+        try:
+            samplers.append(PlanePairs(synthetic, 0, other, factor, fwhm, fixed=fixed))
+        except ValueError:
+            continue
+    return samplers
+
+
+def train_on_vae_pairs(model: torch.nn.Module, volume: np.ndarray,
+                       spacing: tuple[float, float, float], thickness: float, factor: float,
+                       config: AdaptConfig, device: torch.device, combined: bool = False,
+                       progress: Progress | None = None) -> VAEPairsResult:
+    """Fine-tune `model` in place on VAE-synthesised pairs of the normalised `volume`.
+
+    spacing: (slice, row, col) mm; thickness: slice profile FWHM in mm; factor: slice spacing
+    / output spacing (the synthetic volume's spacing is the requested output spacing).
+    """
+    vae, vae_result = train_vae(volume, vae_config(config), device, progress)
+    fine = output_positions(volume.shape[0], factor)
+    synthetic = synthesise(vae, volume, fine, device, progress)
+    del vae
+    fwhm = thickness / spacing[0] * factor  # slice profile in synthetic-slice units
+    train, held_out = held_out_split(max(synthetic.shape[1:]))
+    samplers = synthetic_samplers(synthetic, factor, fwhm, train)
+    checks = synthetic_samplers(synthetic, factor, fwhm, held_out)
+    if combined:
+        slices_train, slices_held = held_out_split(volume.shape[0])
+        samplers += inplane_samplers(volume, spacing, thickness, slices_train)
+        checks += inplane_samplers(volume, spacing, thickness, slices_held)
+    if not samplers or not checks:
+        raise ValueError(f"{volume.shape[0]} slices are too few to make synthetic pairs at "
+                         f"factor {factor:.3g}")
+    rest = AdaptConfig(steps=config.steps, batch=config.batch, lr=config.lr,
+                       eval_every=config.eval_every, patience=config.patience, seed=config.seed,
+                       seconds=None if config.seconds is None
+                       else max(config.seconds - vae_result.seconds, 1.0))
+    result = fit(model, samplers, checks, rest, device, progress)
+    return VAEPairsResult(vae=vae_result, adaptation=result,
+                          synthetic_shape=tuple(synthetic.shape))

@@ -1,0 +1,343 @@
+"""The Slicer module's decisions, checked without Slicer: the Lib pieces it delegates to (real
+MRML from slicer-core, Slicer's own ``tryWithErrorDisplay``), and what the module file itself
+must (not) contain. One test per defect of issue 9 that is not exercised elsewhere.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "InterSliceSR"
+MODULE_FILE = MODULE_DIR / "InterSliceSR.py"
+sys.path.insert(0, str(MODULE_DIR))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import slicer  # noqa: E402  (slicer-core wheel)
+import slicer.util  # noqa: E402
+
+from InterSliceSRLib import dependencies, panel  # noqa: E402
+
+TREE = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+FUNCTIONS = {n.name: n for n in ast.walk(TREE) if isinstance(n, ast.FunctionDef)}
+
+
+def calls(tree, attr):
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute) and n.func.attr == attr]
+
+
+def test_module_file_stays_small():
+    assert len(MODULE_FILE.read_text(encoding="utf-8").splitlines()) < 600
+
+
+# ---------------------------------------------------------------- item 11: annotations
+def test_parameter_node_annotations_are_all_consumed():
+    """parameterNodeWrapper (5.6 - 5.12, wrapper.py ``_processClass``) logs "Unused
+    annotations" for every annotation that is not a validator, serializer or Default -
+    ``Decimals`` is one (it only configures a GUI connector); set decimals in the .ui."""
+    node = next(n for n in ast.walk(TREE) if isinstance(n, ast.ClassDef) and n.name == "InterSliceSRParameterNode")
+    consumed = {"WithinRange", "Choice", "Minimum", "Maximum", "Default"}
+    for field in (n for n in node.body if isinstance(n, ast.AnnAssign)):
+        if isinstance(field.annotation, ast.Subscript) and ast.unparse(field.annotation.value) == "Annotated":
+            extras = field.annotation.slice.elts[1:]
+            names = {ast.unparse(e.func) for e in extras if isinstance(e, ast.Call)}
+            assert names <= consumed, (field.target.id, names - consumed)
+    ui = ET.parse(MODULE_DIR / "Resources" / "UI" / "InterSliceSR.ui").getroot()
+    decimals = {w.get("name"): int(p.find("number").text) for w in ui.iter("widget")
+                for p in w.findall("property") if p.get("name") == "decimals"}
+    assert decimals == {"targetSpacingSpinBox": 3, "sliceThicknessSpinBox": 3, "budgetSecondsSpinBox": 0}
+
+
+# ---------------------------------------------------------------- item 12: start-up imports
+def test_loading_the_module_imports_no_numpy_simpleitk_or_torch():
+    lib_modules = sorted({n.module for n in TREE.body if isinstance(n, ast.ImportFrom)
+                          and n.module and n.module.startswith("InterSliceSRLib")})
+    assert "InterSliceSRLib.geometry" not in lib_modules  # imported lazily, when a volume is shown
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in lib_modules)
+            + "heavy = sorted({'numpy', 'SimpleITK', 'torch', 'scipy'} & set(sys.modules))\n"
+            + "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=MODULE_DIR,
+                   env={**os.environ, "PYTHONPATH": str(MODULE_DIR)})
+
+
+# ---------------------------------------------------------------- item 13: translations
+def _is_tr(node) -> bool:
+    """``_("literal")`` or ``_("literal").format(...)``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        node = node.func.value
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_"
+            and isinstance(node.args[0], ast.Constant))
+
+
+def _visible_literals(tree):
+    """String literals (and f-strings) a user sees: assigned to .text/.toolTip/.format, passed
+    to a dialog or tryWithErrorDisplay."""
+    dialogs = {"errorDisplay", "confirmOkCancelDisplay", "confirmYesNoDisplay", "tryWithErrorDisplay",
+               "infoDisplay", "warningDisplay"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "attr", None) in ("text", "toolTip", "format")
+                                                for t in node.targets):
+            yield node.value
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in dialogs and node.args:
+            yield node.args[0]
+
+
+def _untranslated_words(node):
+    """Literal text with words in it that is not inside a ``_()`` call."""
+    if _is_tr(node):
+        return
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        if re.search(r"[A-Za-z]{2,}", node.value):
+            yield node.value
+        return
+    for child in ast.iter_child_nodes(node):
+        if isinstance(node, ast.Call) and child is node.func:
+            continue  # method names (e.g. .replace) are code, not text
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+                "replace", "get", "join"):
+            continue  # arguments of string plumbing, not text shown
+        yield from _untranslated_words(child)
+
+
+def test_user_visible_strings_are_translatable():
+    assert "from slicer.i18n import tr as _" in MODULE_FILE.read_text(encoding="utf-8")
+    module_init = next(n for n in ast.walk(TREE) if isinstance(n, ast.ClassDef) and n.name == "InterSliceSR")
+    assigns = {ast.unparse(n.targets[0]): n.value for n in ast.walk(module_init) if isinstance(n, ast.Assign)}
+    category = assigns["self.parent.categories"].elts[0]
+    assert ast.unparse(category) == "translate('qSlicerAbstractCoreModule', 'Filtering')"
+    for key in ("self.parent.title", "self.parent.helpText", "self.parent.acknowledgementText"):
+        assert _is_tr(assigns[key]), key
+    for value in _visible_literals(TREE):
+        for words in _untranslated_words(value):
+            pytest.fail(f"untranslated text {words!r} in {ast.unparse(value)}")
+    # the Lib's panel texts go through its own translation marker
+    panel_tree = ast.parse((MODULE_DIR / "InterSliceSRLib" / "panel.py").read_text(encoding="utf-8"))
+    for node in ast.walk(panel_tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value in ("text", "toolTip") \
+                        and isinstance(value, ast.Constant) and value.value not in ("-",):
+                    pytest.fail(f"untranslated panel text {value.value!r}")
+    ui = ET.parse(MODULE_DIR / "Resources" / "UI" / "InterSliceSR.ui").getroot()
+    for prop in ui.iter("property"):
+        string = prop.find("string")
+        if prop.get("name") in ("text", "toolTip", "placeholderText") and string is not None:
+            assert string.get("notr") != "true", prop.get("name")
+
+
+def test_lib_translation_marker_is_identity_headless():
+    from InterSliceSRLib.i18n import _
+
+    assert _("Apply") == "Apply"
+
+
+# ---------------------------------------------------------------- item 14: default input
+def test_label_map_never_becomes_the_default_input():
+    scene = slicer.vtkMRMLScene()
+    labels = scene.AddNode(slicer.vtkMRMLLabelMapVolumeNode())
+    intensity = scene.AddNode(slicer.vtkMRMLScalarVolumeNode())
+    # the defect: a label map IS a vtkMRMLScalarVolumeNode, so the template's choice picks it
+    assert scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode") is labels
+    assert panel.first_intensity_volume(scene) is intensity
+    only_labels = slicer.vtkMRMLScene()
+    only_labels.AddNode(slicer.vtkMRMLLabelMapVolumeNode())
+    assert panel.first_intensity_volume(only_labels) is None
+    assert not calls(TREE, "GetFirstNodeByClass")
+    assert calls(FUNCTIONS["initializeParameterNode"], "first_intensity_volume") or any(
+        getattr(c.func, "id", None) == "first_intensity_volume" for c in ast.walk(FUNCTIONS["initializeParameterNode"])
+        if isinstance(c, ast.Call))
+
+
+# ---------------------------------------------------------------- item 15: install button
+def test_dependencies_installed_button_stays_disabled_after_gui_updates():
+    for running in (False, True):
+        state = panel.panel_state(running=running, needs_install=False)
+        assert state["installDependenciesButton"] == {"enabled": False, "text": "Dependencies installed"}
+    assert panel.panel_state(running=False, needs_install=True)["installDependenciesButton"]["enabled"]
+    assert not panel.panel_state(running=True, needs_install=True)["installDependenciesButton"]["enabled"]
+    cancelling = panel.panel_state(running=True, cancelling=True)["applyButton"]
+    assert cancelling["enabled"] is False and cancelling["text"] == "Cancelling..."
+
+
+# ---------------------------------------------------------------- item 3: tryWithErrorDisplay
+class _App:
+    """Stand-in for slicer.app: only what tryWithErrorDisplay asks."""
+
+    def __init__(self, testing):
+        self.testing = testing
+
+    def testingEnabled(self):
+        return self.testing
+
+
+def test_try_with_error_display_shows_then_reraises(monkeypatch):
+    """Slicer's own tryWithErrorDisplay (same code in 5.6 - 5.13): it shows the error and
+    RE-RAISES, so a ``return False`` after the ``with`` block never runs."""
+    shown = []
+    monkeypatch.setattr(slicer, "app", _App(testing=False), raising=False)
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kw: shown.append(text))
+
+    def naive():
+        with slicer.util.tryWithErrorDisplay("Failed to start."):
+            raise RuntimeError("boom")
+        return False  # what the module used to rely on
+
+    with pytest.raises(RuntimeError, match="boom"):
+        naive()
+    assert shown == ["Failed to start.\n\nboom"]
+
+
+def test_module_catches_what_try_with_error_display_reraises():
+    """Every ``with tryWithErrorDisplay`` in the module sits in a try/except that restores the
+    GUI (progress bar, status) instead of leaking the exception."""
+    withs = [n for n in ast.walk(TREE) if isinstance(n, ast.With)
+             and any("tryWithErrorDisplay" in ast.unparse(i.context_expr) for i in n.items)]
+    assert len(withs) >= 2
+    tries = [n for n in ast.walk(TREE) if isinstance(n, ast.Try)]
+    for node in withs:
+        owner = [t for t in tries if node in t.body]
+        assert owner, f"line {node.lineno}: tryWithErrorDisplay outside try/except"
+        handlers = [ast.unparse(h.type) for h in owner[0].handlers]
+        assert "Exception" in handlers, handlers
+    start_handler = next(t for t in tries if any("start" in ast.unparse(w) for w in t.body))
+    assert "progressBar.setVisible(False)" in ast.unparse(start_handler.handlers[0])
+
+
+# ---------------------------------------------------------------- items 7, 8, 9: dependencies
+class Recorder:
+    def __init__(self, answer=True):
+        self.answer = answer
+        self.questions = []
+
+    def __call__(self, message, title=""):
+        self.questions.append(message)
+        return self.answer
+
+
+PLAN = {"torch": True, "packages": ["psutil>=5.8"], "blocker": None}
+
+
+def test_one_confirmation_for_everything_and_installers_ask_nothing():
+    confirm, installed = Recorder(True), []
+    result = dependencies.ensure_dependencies(
+        confirm, plan=PLAN, torch_installer=lambda: installed.append("torch"),
+        package_installer=lambda reqs: installed.extend(reqs))
+    assert len(confirm.questions) == 1
+    assert "torch" in confirm.questions[0] and "psutil>=5.8" in confirm.questions[0]
+    assert installed == ["torch", "psutil>=5.8"] and result["installed"] == installed
+    assert not result["declined"]
+
+
+def test_declining_is_not_an_error():
+    confirm, installed = Recorder(False), []
+    result = dependencies.ensure_dependencies(confirm, plan=PLAN, torch_installer=lambda: installed.append(1),
+                                              package_installer=installed.extend)
+    assert result["declined"] and installed == [] and len(confirm.questions) == 1
+
+
+def test_testing_mode_installs_nothing_and_asks_nothing():
+    confirm, installed = Recorder(True), []
+    result = dependencies.ensure_dependencies(confirm, testing=True, plan=PLAN,
+                                              torch_installer=lambda: installed.append(1),
+                                              package_installer=installed.extend)
+    assert result["skipped_in_testing"] and not confirm.questions and not installed
+    assert not result["restart_needed"]
+
+
+def test_restart_needed_only_when_a_loaded_package_changed(monkeypatch):
+    confirm = Recorder(True)
+    plan = {"torch": False, "packages": ["psutil>=5.8"], "blocker": None}
+    monkeypatch.delitem(sys.modules, "psutil", raising=False)
+    fresh = dependencies.ensure_dependencies(confirm, plan=plan, torch_installer=None, package_installer=lambda r: None)
+    assert not fresh["restart_needed"]
+    import psutil  # noqa: F401  (now loaded: replacing it needs a restart)
+
+    loaded = dependencies.ensure_dependencies(confirm, plan=plan, torch_installer=None, package_installer=lambda r: None)
+    assert loaded["restart_needed"]
+
+
+def test_module_asks_about_restart_once_and_never_in_testing_mode():
+    text = MODULE_FILE.read_text(encoding="utf-8")
+    assert text.count("confirmYesNoDisplay(") == 1 and text.count("slicer.util.restart()") == 1
+    install = FUNCTIONS["installDependencies"]
+    guard = next(n for n in ast.walk(install) if isinstance(n, ast.If) and "restart_needed" in ast.unparse(n.test))
+    assert "not testing" in ast.unparse(guard.test)
+    # Apply asks no question of its own before installing (the install asks once)
+    assert not calls(FUNCTIONS["onApplyButton"], "confirmOkCancelDisplay")
+
+
+def test_intel_mac_with_numpy_2_refuses_torch_with_a_clear_message():
+    message = dependencies.torch_blocker("darwin", "x86_64", "2.0.2")
+    assert message and "Intel Mac" in message and "numpy < 2" in message and "2.0.2" in message
+    assert dependencies.torch_blocker("darwin", "x86_64", "1.26.4") is None
+    assert dependencies.torch_blocker("darwin", "arm64", "2.0.2") is None
+    assert dependencies.torch_blocker("linux", "x86_64", "2.0.2") is None
+    confirm = Recorder(True)
+    blocked = dict(PLAN, blocker=message)
+    with pytest.raises(RuntimeError, match="Intel Mac"):
+        dependencies.ensure_dependencies(confirm, plan=blocked, torch_installer=None, package_installer=None)
+    assert not confirm.questions  # refused before asking anything
+
+
+def test_docs_no_longer_claim_torch_is_never_imported():
+    """PyTorchUtils.installTorch ends with ``import torch``: after an install from the module,
+    torch is loaded in Slicer's process. The docs say so instead of the opposite."""
+    for path in (ROOT / "docs" / "slicer.md", MODULE_FILE, MODULE_DIR / "InterSliceSRLib" / "dependencies.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"torch (is )?never imported", text), path
+    assert "installTorch" in (ROOT / "docs" / "slicer.md").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- item 2: self-test
+def test_self_test_skips_engine_runs_without_torch():
+    run = FUNCTIONS["runTest"]
+    body = [ast.unparse(s) for s in run.body]
+    gate = next(i for i, s in enumerate(body) if "torch_installed()" in s)
+    assert "return" in body[gate]
+    engine_tests = {"test_SampleResultNode", "test_CancelAddsNothing", "test_FailureAddsNothing"}
+    for i, line in enumerate(body):
+        if any(t in line for t in engine_tests):
+            assert i > gate, line
+    assert any("test_SampleAndInputChecks" in line for line in body[:gate])
+    assert "psutil" not in ast.unparse(next(n for n in ast.walk(TREE) if isinstance(n, ast.ClassDef)
+                                            and n.name == "InterSliceSRTest"))
+
+
+# ---------------------------------------------------------------- item 10: Extensions Index
+def test_extension_index_metadata():
+    import check_extension_index as check
+
+    problems = check.check()
+    screenshot = ROOT / "Resources" / "Screenshots" / "InterSliceSR-Slicer-5.12.png"
+    expected = [] if screenshot.exists() else [p for p in problems if "Resources/Screenshots" in p]
+    assert problems == expected and len(expected) <= 1, problems
+    meta = json.loads((ROOT / "docs" / "extensions-index" / "InterSliceSR.json").read_text(encoding="utf-8"))
+    assert meta["build_dependencies"] == ["PyTorch"]
+
+
+def test_extension_index_check_catches_the_old_metadata(tmp_path):
+    import check_extension_index as check
+
+    (tmp_path / "docs" / "extensions-index").mkdir(parents=True)
+    (tmp_path / "docs" / "extensions-index" / "InterSliceSR.json").write_text(json.dumps(
+        {"scm_url": "https://github.com/intersr/SlicerInterSliceSR", "category": "Filtering",
+         "build_dependencies": []}))
+    (tmp_path / "LICENSE").write_text("x")
+    (tmp_path / "CMakeLists.txt").write_text(
+        'project(InterSliceSR)\nset(EXTENSION_HOMEPAGE "https://github.com/intersr/SlicerInterSliceSR")\n'
+        'set(EXTENSION_CATEGORY "Filtering")\nset(EXTENSION_CONTRIBUTORS "InterSliceSR contributors")\n'
+        'set(EXTENSION_ICONURL "https://raw.githubusercontent.com/intersr/SlicerInterSliceSR/main/Resources/InterSliceSR.png")\n'
+        'set(EXTENSION_SCREENSHOTURLS "")\nset(EXTENSION_DEPENDS "PyTorch")\n')
+    problems = "\n".join(check.check(tmp_path))
+    assert "EXTENSION_SCREENSHOTURLS is empty" in problems
+    assert "EXTENSION_CONTRIBUTORS" in problems and "build_dependencies must list PyTorch" in problems
+    assert "InterSliceSR.png does not exist" in problems
