@@ -878,6 +878,29 @@ def test_debug_shows_the_traceback_of_an_internal_error(tmp_path, capsys, monkey
     assert list((work / "out").iterdir()) == []
 
 
+def test_progress_reader_gone(tmp_path, capsys, monkeypatch):
+    """The reader of `--progress jsonl` went away (stdout is a broken pipe): cancelled, exit
+    130, the message on stderr, no traceback, nothing left behind."""
+    from intersr import cli
+
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    inp = tiny(tmp_path)
+    out_dir(tmp_path)
+    before = snapshot(tmp_path)
+    monkeypatch.setattr(sys, "stdout", Closed())
+    code = cli.main(["run", *args(inp, tmp_path / "out" / "o.nrrd"), "--progress", "jsonl"])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert "broken pipe on stdout" in err and "Traceback" not in err
+    assert snapshot(tmp_path) == before
+
+
 def test_non_utf8_name_in_a_real_process(tmp_path):
     """It used to abort the process (exit 134) inside ITK."""
     inp = tiny(tmp_path)

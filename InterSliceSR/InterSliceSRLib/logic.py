@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from intersr.volume import disk_full_reason
+from intersr.filecheck import disk_full_reason
 
 from .engine_process import BUDGET_SECONDS, EngineProcess, build_engine_args
 from .progress import ProgressState

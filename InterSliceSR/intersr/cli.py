@@ -7,6 +7,8 @@ unless `--debug`.
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import signal
 import sys
 import time
@@ -165,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args, progress)
     except KeyboardInterrupt:
         return _fail(progress, Cancelled("cancelled by the user (SIGINT)"), debug)
+    except BrokenPipeError:  # whoever read the progress events is gone (stdout closed)
+        _silence_stdout()
+        progress.mode = "none"
+        return _fail(progress, Cancelled("cancelled: the reader of the progress events went "
+                                         "away (broken pipe on stdout)"), debug)
     except InterSRError as exc:
         return _fail(progress, exc, debug)
     except MemoryError as exc:
@@ -184,6 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 
 
 def _fail(progress: Progress, error: InterSRError, debug: bool,

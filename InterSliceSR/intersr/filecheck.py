@@ -1,4 +1,7 @@
-"""Is an image file complete? Checks the voxel bytes a header promises against the file.
+"""Is an image file complete, and is there room to write one? (No numpy: the Slicer glue
+imports this too.)
+
+`problem` checks the voxel bytes a header promises against the file.
 
 Why this exists: ITK zero-fills a short read of a NIfTI file (a truncated download reads as a
 valid volume, half blank) and its NIfTI writer reports success when the disk fills up. Both
@@ -6,12 +9,16 @@ would give a silent wrong result, so the engine checks every input before readin
 every output after writing it. Formats covered: NIfTI-1/2 (.nii, .nii.gz), MetaImage (.mha,
 .mhd with its data file) and NRRD (.nrrd, .nhdr; raw or gzip encoding). Anything else (DICOM,
 unusual encodings) is left to the reader: `problem` returns None when it cannot tell.
+`disk_full_reason` tells a full disk (or quota, or file size limit) from other write failures.
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import os
+import shutil
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -194,3 +201,34 @@ def _nrrd(path: Path) -> str | None:
             handle.seek(header)
             return _inflated_problem(handle, zlib.decompressobj(wbits=47), want)
     return None
+
+
+def disk_full_reason(folder: str | os.PathLike, needed: int) -> str:
+    """"" unless writing `needed` bytes in `folder` fails for lack of space, a quota or a file
+    size limit. Writers (ITK, VTK) do not pass errno on, and a free-space figure cannot see
+    quotas or limits, so after a failed write this asks the file system itself (then deletes
+    the probe)."""
+    probe = None
+    try:
+        handle_fd, probe = tempfile.mkstemp(prefix=".intersr-probe-", dir=folder)
+        with os.fdopen(handle_fd, "wb") as handle:
+            block = bytes(min(needed, 1 << 20))
+            left = needed
+            while left > 0:
+                handle.write(block[:left])
+                left -= len(block)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            try:
+                free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free, "
+            except OSError:
+                free = ""
+            return (f"not enough disk space in {folder} ({exc.strerror}; {free}about "
+                    f"{needed / 2**20:.1f} MB needed)")
+        return ""
+    finally:
+        if probe:
+            Path(probe).unlink(missing_ok=True)
+    return ""

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import filecheck
+from .filecheck import disk_full_reason
 from .errors import InputError, OutputError, ResourceError
 
 WRITABLE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")  # single-file formats: atomic rename
@@ -469,37 +468,6 @@ def write_atomic(image: sitk.Image, path: str | os.PathLike, provenance: dict[st
         temp.unlink(missing_ok=True)
         raise
     return path
-
-
-def disk_full_reason(folder: str | os.PathLike, needed: int) -> str:
-    """"" unless writing `needed` bytes in `folder` fails for lack of space, a quota or a file
-    size limit. Writers (ITK, VTK) do not pass errno on, and a free-space figure cannot see
-    quotas or limits, so after a failed write this asks the file system itself (then deletes
-    the probe)."""
-    probe = None
-    try:
-        handle_fd, probe = tempfile.mkstemp(prefix=".intersr-probe-", dir=folder)
-        with os.fdopen(handle_fd, "wb") as handle:
-            block = bytes(min(needed, 1 << 20))
-            left = needed
-            while left > 0:
-                handle.write(block[:left])
-                left -= len(block)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            try:
-                free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free, "
-            except OSError:
-                free = ""
-            return (f"not enough disk space in {folder} ({exc.strerror}; {free}about "
-                    f"{needed / 2**20:.1f} MB needed)")
-        return ""
-    finally:
-        if probe:
-            Path(probe).unlink(missing_ok=True)
-    return ""
 
 
 def _write_failure(path: Path, image: sitk.Image, reason: str, code: int | None = None):
