@@ -422,20 +422,20 @@ def _models(monkeypatch, d):
     monkeypatch.setenv("INTERSR_MODELS_DIR", str(d / "models"))
 
 
-@fault("weights", "no shipped weights", 4, "no shipped weights found", setup=_models)
+@fault("weights", "no shipped weights", 4, "the weights are missing", setup=_models)
 def _(d):
     (d / "models").mkdir()
     return args(tiny(d), out_dir(d) / "o.nrrd")
 
 
-@fault("weights", "malformed manifest", 4, "is malformed", setup=_models)
+@fault("weights", "malformed manifest", 4, "is not valid JSON", setup=_models)
 def _(d):
     (d / "models").mkdir()
     (d / "models" / "weights.json").write_text('{"weights": [{"file": ')
     return args(tiny(d), out_dir(d) / "o.nrrd")
 
 
-@fault("weights", "weights file altered", 4, "is corrupted", setup=_models)
+@fault("weights", "weights file altered", 4, "is altered or corrupted", setup=_models)
 def _(d):
     import shutil
     from intersr.weights import MANIFEST, models_dir
@@ -769,8 +769,8 @@ def _(d):
 
 def _untrained(d, out, err):
     provenance = last_event(out)["provenance"]
-    assert provenance["intersr_weights_sha256"].startswith("none (--weights none")
-    assert "untrained network" in err
+    assert provenance["intersr_weights_sha256"].startswith("none")
+    assert "--weights none" in err
 
 
 @accepted("weights", "--weights none with adaptation", "an untrained start on purpose, said "

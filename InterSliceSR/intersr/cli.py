@@ -1,4 +1,7 @@
-"""Command line: `intersr run | demo | bench | train`.
+"""Command line: `intersr run | demo | info | bench | train`.
+
+Importing this module (and `intersr --help`, `intersr info`) loads no torch: the run options
+come from the torch-free `intersr.options`; the engine is imported only when a command runs.
 
 The failure contract (docs/faults.md): every failure ends with one specific message on stderr,
 an exit code from errors.py and, with `--progress jsonl`, a final `error` event; no traceback
@@ -15,13 +18,10 @@ import time
 import traceback
 from pathlib import Path
 
-from . import __version__
+from . import __version__, options
 from .errors import Cancelled, InputError, InterSRError, ResourceError
 from .progress import Progress
-
-SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData" / \
-    "KmeansTest_T1UCharRaw.nii.gz"
-
+from .resources import SAMPLE
 
 INTERNAL_ERROR = 1
 CANCEL_SIGNALS = ("SIGTERM", "SIGHUP")  # SIGINT arrives as KeyboardInterrupt
@@ -38,51 +38,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    grid = parser.add_mutually_exclusive_group()
-    grid.add_argument("--spacing", type=_number, metavar="MM",
-                      help="output spacing along the slice axis (default: finest in-plane)")
-    grid.add_argument("--factor", type=_number, metavar="F",
-                      help="slice spacing / output spacing (any real >= 1)")
-    parser.add_argument("--thickness", type=_number, metavar="MM",
-                        help="slice profile FWHM (default: DICOM SliceThickness or slice spacing)")
-    parser.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
-    parser.add_argument("--method", choices=("self-supervised", "vae-pairs"),
-                        default="self-supervised",
-                        help="what the network is fine-tuned on: in-plane pairs of the volume "
-                        "(default) or pairs from VAE-synthesised thin-slice volumes (Xuan et al.)")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--adapt-steps", type=int, metavar="N", help="adaptation step budget")
-    budget.add_argument("--adapt-seconds", type=_number, metavar="S",
-                        help="adaptation time budget (default: 180 s on CPU, 120 s on CUDA)")
-    budget.add_argument("--no-adapt", action="store_true", help="use the shipped weights as they are")
-    parser.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="process label-map-like input anyway")
-    parser.add_argument("--weights", metavar="PATH", help="weights file or folder (default: "
-                        "shipped); 'none' starts from an untrained network on purpose")
-
-
-def options_from(args: argparse.Namespace):
-    from .pipeline import RunOptions
-    return RunOptions(spacing=args.spacing, factor=args.factor, thickness=args.thickness,
-                      device=args.device, adapt_steps=args.adapt_steps,
-                      adapt_seconds=args.adapt_seconds, no_adapt=args.no_adapt, seed=args.seed,
-                      force=args.force, weights=args.weights, method=args.method)
-
-
 def cmd_run(args: argparse.Namespace, input_path: str, output_path: str,
             progress: Progress) -> int:
-    from .pipeline import describe, run
     start = time.monotonic()
-    result = run(input_path, output_path, options_from(args), progress)
+    run_options = options.from_namespace(args)
+    from .pipeline import describe, run
+    result = run(input_path, output_path, run_options, progress)
     progress.log(f"intersr: {describe(result)}")
     progress.done(str(Path(output_path).resolve()), time.monotonic() - start,
                   data_consistency_db=round(result.data_consistency_db, 3),
@@ -90,25 +51,15 @@ def cmd_run(args: argparse.Namespace, input_path: str, output_path: str,
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="intersr", description=__doc__.split("\n")[0])
-    parser.add_argument("--version", action="version", version=f"intersr {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
-    sub = parser.add_subparsers(dest="command", required=True)
-    debug = _Parser(add_help=False)
-    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks of failures")
+def cmd_info(args: argparse.Namespace) -> int:
+    from .info import collect, format_text
+    import json
+    info = collect(probe_torch=not args.no_probe)
+    print(json.dumps(info) if args.json else format_text(info))
+    return 0
 
-    run = sub.add_parser("run", help="super-resolve one thick-slice volume", parents=[debug])
-    run.add_argument("input", help="NRRD, NIfTI, MHA file or a DICOM series folder")
-    run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha)")
-    add_run_options(run)
 
-    demo = sub.add_parser("demo", help="run on the embedded sample (2x2x3 mm T1)",
-                          parents=[debug])
-    demo.add_argument("--output", default="demo-out/sample_isotropic.nrrd")
-    add_run_options(demo)
-
+def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="PSNR/SSIM/time against linear, B-spline, Lanczos")
     bench.add_argument("data", nargs="?", help="folder of near-isotropic volumes "
                        "(default ../shared/data/mr when present)")
@@ -127,9 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--timing-size", default="181,215,44",
                        help="x,y,z of the --timing volume (181,215,44 at 1x1x4 mm; others at "
                        "0.5x0.5x2 mm)")
+    bench.add_argument("--backends", action="store_true",
+                       help="time inference with torch and with ONNX Runtime on the same volumes "
+                       "instead (256x256x40 and 512x512x80 at x4; see --sizes)")
+    bench.add_argument("--sizes", default=None,
+                       help="with --backends: x,y,z sizes separated by ';'")
 
-    from .train import add_train_parser
-    add_train_parser(sub)
+
+def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
+    """The parser; the training commands are only built when `train` runs (they need torch)."""
+    parser = _Parser(prog="intersr", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"intersr {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    sub = parser.add_subparsers(dest="command", required=True)
+    debug = _Parser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks of failures")
+
+    run = sub.add_parser("run", help="super-resolve one thick-slice volume", parents=[debug])
+    run.add_argument("input", help="NRRD, NIfTI, MHA file or a DICOM series folder")
+    run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha)")
+    options.add_arguments(run)
+
+    demo = sub.add_parser("demo", help="run on the embedded sample (2x2x3 mm T1)",
+                          parents=[debug])
+    demo.add_argument("--output", default="demo-out/sample_isotropic.nrrd")
+    options.add_arguments(demo)
+
+    info = sub.add_parser("info", help="versions, backends, devices and GPUs (no torch import)")
+    info.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    info.add_argument("--no-probe", action="store_true",
+                      help="do not start a subprocess to ask torch about CUDA")
+
+    _add_bench(sub)
+    if with_train:
+        from .train import add_train_parser
+        add_train_parser(sub)
+    else:
+        sub.add_parser("train", help="re-create the shipped weights (see docs/training.md)")
     return parser
 
 
@@ -160,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 signal.signal(getattr(signal, name), _cancel_on)
             except ValueError:  # not the main thread: the caller handles signals
                 previous.pop(name, None)
-        args = build_parser().parse_args(argv)
+        parser = build_parser(with_train="train" in argv[:2])
+        args = parser.parse_args(argv)
         debug = bool(getattr(args, "debug", False))
         if hasattr(args, "progress") and args.command in ("run", "demo"):
             progress = Progress(args.progress)
@@ -220,7 +207,12 @@ def _dispatch(args: argparse.Namespace, progress: Progress) -> int:
             print(f"intersr demo: the isotropic sample is in {Path(args.output).resolve()}",
                   file=sys.stderr)
         return code
+    if args.command == "info":
+        return cmd_info(args)
     if args.command == "bench":
+        if args.backends:
+            from .bench_backends import main as backends_main
+            return backends_main(args)
         from .bench import main as bench_main
         return bench_main(args)
     if args.command == "train":
