@@ -14,7 +14,6 @@ import numpy as np
 
 from . import __version__, backends, memory, protocol
 from .backends import Backend, OrtBackend
-from .adapt import inplane_samplers
 from .errors import InputError
 from .grid import Grid, plan
 from .infer import super_resolve
@@ -67,6 +66,7 @@ def grid_warnings(geometry: Geometry, spacing: float, options: RunOptions) -> li
 
 def check_adaptable(volume: Volume, thickness: float) -> None:
     """Adaptation learns from in-plane axes; refuse up front when both are too short."""
+    from .adapt import inplane_samplers  # torch: only runs that adapt get here
     geometry = volume.geometry
     spacing3 = (geometry.slice_spacing, *geometry.inplane_spacings)
     if not inplane_samplers(volume.array, spacing3, thickness, np.arange(volume.array.shape[0])):
