@@ -1,7 +1,8 @@
 """Ablation of the training-pair source (docs/vae.md): B-spline, self-supervised (default),
 vae-pairs and the combination, on the bench's simulated thick-slice cases, same run.
 
-Every learned method starts from the shipped weights and gets the same step budget (the
+"pretrained" is the shipped network without any fine-tuning. Every learned method starts from
+the shipped weights and gets the same step budget (the
 VAE trains for as many steps again, see vae_pairs.vae_config), seed 0; each case is scored
 against its reference with the bench's metrics. Volumes held out from pre-training
 (train.HELD_OUT) are reported apart from those seen in it. Results are appended case by case
@@ -32,7 +33,7 @@ from intersr.pipeline import RunOptions, super_resolve_volume
 from intersr.train import HELD_OUT
 from intersr.volume import to_image, to_volume
 
-METHODS = ("bspline", "self-supervised", "vae-pairs", "vae-combined")
+METHODS = ("bspline", "pretrained", "self-supervised", "vae-pairs", "vae-combined")
 # matched: the engine's default assumption (Gaussian, FWHM = spacing) is the truth;
 # mismatch: a slab thicker than its spacing (FWHM 5 at spacing 4, engine assumes 4) and an
 # unstated gap (FWHM 4 at spacing 5).
@@ -47,7 +48,10 @@ def run_method(method: str, ref: sitk.Image, thick: sitk.Image, case: Case, step
     """One learned method on one case: its output (array and image) and what it cost."""
     h = ref.GetSpacing()[case.axis]
     volume = to_volume(thick, force=True, source=case.name)
-    options = RunOptions(spacing=h, adapt_steps=steps, seed=seed, device="cpu", method=method)
+    pretrained = method == "pretrained"  # the shipped network as it is, for reference
+    options = RunOptions(spacing=h, adapt_steps=steps, seed=seed, device="cpu",
+                         method="self-supervised" if pretrained else method,
+                         no_adapt=pretrained)
     start = time.monotonic()
     result = super_resolve_volume(volume, options)
     seconds = time.monotonic() - start
@@ -146,6 +150,8 @@ def main() -> int:
     parser.add_argument("--cases", default=None, help="comma-separated case names")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timing", action="store_true")
+    parser.add_argument("--report", action="store_true",
+                        help="only print the tables of the results already in --out")
     args = parser.parse_args()
     if args.timing:
         return timing(args)
@@ -153,10 +159,20 @@ def main() -> int:
     sets = {**SETS, "x4": X4_OTHERS}
     out = Path(args.out)
     results = json.loads(out.read_text())["results"] if out.exists() else []
+    if args.report:  # --out may list several result files: rows of one case are merged
+        merged: dict[tuple, dict] = {}
+        for name in args.out.split(","):
+            for r in json.loads(Path(name).read_text())["results"]:
+                row = merged.setdefault((r["set"], r["case"], r["volume"]), {**r, "methods": {}})
+                row["methods"].update(r["methods"])
+        print(table(list(merged.values()), methods))
+        return 0
     done = {(r["volume"], r["case"]) for r in results}
     names = args.volumes.split(",") if args.volumes else None
     wanted = args.cases.split(",") if args.cases else None
     paths = bench.find_volumes(Path(args.data), names)
+    if names:  # in the order given (e.g. held-out and seen interleaved)
+        paths.sort(key=lambda path: names.index(path.name))
     for set_name in args.sets.split(","):  # one set over all volumes, then the next
         for case in sets[set_name]:
             if wanted and case.name not in wanted:
