@@ -39,6 +39,15 @@ def test_module_file_stays_small():
     assert len(MODULE_FILE.read_text(encoding="utf-8").splitlines()) < 600
 
 
+def test_no_undefined_or_unused_names_in_code_that_only_runs_inside_slicer():
+    """InterSliceSR.py's widget code never runs here: pyflakes catches the NameError kind
+    (a missing import, a misspelt name) before a user does."""
+    files = [MODULE_FILE, *sorted((MODULE_DIR / "InterSliceSRLib").glob("*.py"))]
+    result = subprocess.run([sys.executable, "-m", "pyflakes", *map(str, files)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # ---------------------------------------------------------------- item 11: annotations
 def test_parameter_node_annotations_are_all_consumed():
     """parameterNodeWrapper (5.6 - 5.12, wrapper.py ``_processClass``) logs "Unused
