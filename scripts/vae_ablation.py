@@ -100,7 +100,9 @@ def table(results: list[dict], methods: list[str]) -> str:
                      + " | ".join(f"{rows[m]['seconds']:.0f}" if m in rows else "-"
                                   for m in methods if m != "bspline") + " |")
     lines += ["", "| set | case | split | n | " + " | ".join(methods)
-              + " | vae-pairs - bspline (min) | best |", "|" + "---|" * (len(methods) + 6)]
+              + " | vae-pairs - bspline (min) | best | "
+              + " | ".join(f"{m} SSIM" for m in methods) + " |",
+              "|" + "---|" * (2 * len(methods) + 6)]
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault((r["set"], r["case"], r["split"]), []).append(r["methods"])
@@ -111,7 +113,9 @@ def table(results: list[dict], methods: list[str]) -> str:
                 if "vae-pairs" in means and "bspline" in means else float("nan"))
         lines.append(f"| {set_name} | {case} | {split} | {len(sel)} | "
                      + " | ".join(f"{means[m]:.2f}" if m in means else "-" for m in methods)
-                     + f" | {gain:+.2f} | {max(means, key=means.get)} |")
+                     + f" | {gain:+.2f} | {max(means, key=means.get)} | "
+                     + " | ".join(f"{np.mean([s[m]['ssim_fg'] for s in sel]):.4f}"
+                                  if m in means else "-" for m in methods) + " |")
     return "\n".join(lines) + "\n"
 
 
