@@ -121,6 +121,7 @@ class InterSliceSRParameterNode:
     budget - fine-tuning budget: "fast" (60 s), "balanced" (180 s), "best" (600 s), "seconds".
     budgetSeconds - fine-tuning seconds when budget is "seconds".
     seed - random seed of the fine-tuning.
+    method - how the network adapts: "self-supervised" (Wang et al.) or "vae-pairs" (Xuan et al.).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -132,6 +133,7 @@ class InterSliceSRParameterNode:
     budget: Annotated[str, Choice(["fast", "balanced", "best", "seconds"])] = "balanced"
     budgetSeconds: Annotated[float, WithinRange(1.0, 7200.0)] = 120.0
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
+    method: Annotated[str, Choice(["self-supervised", "vae-pairs"])] = "self-supervised"
 
 
 #

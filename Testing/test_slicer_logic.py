@@ -314,6 +314,10 @@ def test_engine_command_line():
     assert build_engine_args("i", "o", python="py", budget="seconds", budget_seconds=42)[8:10] == [
         "--adapt-seconds", "42"]
     assert "--no-adapt" in build_engine_args("i", "o", python="py", adapt_steps=0, budget="best")
+    assert build_engine_args("i", "o", python="py", method="vae-pairs")[-6:-4] == ["--method", "vae-pairs"]
+    assert "--method" not in build_engine_args("i", "o", python="py")  # the engine's default
+    with pytest.raises(ValueError):
+        build_engine_args("i", "o", python="py", method="magic")
     p = RunParameters(targetSpacing=0, sliceThickness=0, budget="fast", factor=2.0, force=True)
     args = p.engineArgs("i", "o", python="py")
     assert "--spacing" not in args and "--thickness" not in args
@@ -407,7 +411,7 @@ def test_module_ui_and_parameter_node_agree():
     assert any(getattr(d, "id", None) == "parameterNodeWrapper" for d in parameter_node.decorator_list)
     fields = {n.target.id for n in parameter_node.body if isinstance(n, ast.AnnAssign)}
     assert fields >= {"inputVolume", "targetSpacing", "sliceThickness", "device", "budget",
-                      "budgetSeconds", "seed"}
+                      "budgetSeconds", "seed", "method"}
     ui = ET.parse(MODULE_DIR / "Resources" / "UI" / "InterSliceSR.ui").getroot()
     bound = {}
     for widget in ui.iter("widget"):
@@ -418,7 +422,7 @@ def test_module_ui_and_parameter_node_agree():
     # widget classes that parameterNodeWrapper can connect in Slicer 5.6 and later
     assert bound["inputVolume"] == "qMRMLNodeComboBox"
     assert bound["targetSpacing"] == bound["sliceThickness"] == bound["budgetSeconds"] == "QDoubleSpinBox"
-    assert bound["device"] == bound["budget"] == "QComboBox"
+    assert bound["device"] == bound["budget"] == bound["method"] == "QComboBox"
     assert bound["seed"] == "QSpinBox"
     names = {w.get("name") for w in ui.iter("widget")}
     for required in ("applyButton", "progressBar", "logTextEdit", "installDependenciesButton",

@@ -35,6 +35,7 @@ MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../
 BUDGET_SECONDS = {"fast": 60, "balanced": 180, "best": 600}
 BUDGETS = ("fast", "balanced", "best", "seconds")
 DEVICES = ("auto", "cuda", "cpu")
+METHODS = ("self-supervised", "vae-pairs")
 
 # Seconds between the polite stop (SIGTERM: the engine removes its partial output) and SIGKILL.
 STOP_GRACE_SECONDS = 1.0
@@ -57,7 +58,8 @@ def python_executable() -> str:
 
 def build_engine_args(input_path, output_path, *, spacing=None, factor=None, thickness=None,
                       device="auto", budget=None, budget_seconds=None, adapt_seconds=None,
-                      adapt_steps=None, seed=0, force=False, python=None) -> list:
+                      adapt_steps=None, seed=0, method="self-supervised", force=False,
+                      python=None) -> list:
     """The full command line (list of str) for one engine run.
 
     Adaptation, first match wins: ``adapt_steps`` (0 = ``--no-adapt``), ``adapt_seconds``,
@@ -68,6 +70,8 @@ def build_engine_args(input_path, output_path, *, spacing=None, factor=None, thi
         raise ValueError("give either spacing or factor, not both")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     args = [python or python_executable(), "-m", "intersr", "run", str(input_path), str(output_path)]
     if spacing is not None and float(spacing) > 0:
         args += ["--spacing", _num(spacing)]
@@ -92,6 +96,8 @@ def build_engine_args(input_path, output_path, *, spacing=None, factor=None, thi
             args += ["--adapt-seconds", str(BUDGET_SECONDS[budget])]
         else:
             raise ValueError(f"budget must be one of {BUDGETS}, not {budget!r}")
+    if method != METHODS[0]:
+        args += ["--method", method]
     args += ["--progress", "jsonl", "--seed", str(int(seed))]
     if force:
         args += ["--force"]

@@ -45,6 +45,7 @@ class RunParameters:
     budget: str = "balanced"       # fast / balanced / best / seconds
     budgetSeconds: float = 120.0   # used when budget == "seconds"
     seed: int = 0
+    method: str = "self-supervised"  # or "vae-pairs" (engine --method)
     adaptSteps: int | None = None  # console/test override: fixed steps (0 = no adaptation)
     adaptSeconds: float | None = None  # console override of the budget
     factor: float | None = None    # engine --factor instead of a spacing (isotropic inputs)
@@ -59,6 +60,7 @@ class RunParameters:
             budget=str(parameterNode.budget),
             budgetSeconds=float(parameterNode.budgetSeconds),
             seed=int(parameterNode.seed),
+            method=str(parameterNode.method),
         )
 
     def engineArgs(self, inputPath, outputPath, python=None) -> list:
@@ -73,6 +75,7 @@ class RunParameters:
             adapt_seconds=self.adaptSeconds,
             adapt_steps=self.adaptSteps,
             seed=self.seed,
+            method=self.method,
             force=self.force,
             python=python,
         )
@@ -260,7 +263,7 @@ class InterSliceSRLogicCore:
     # ------------------------------------------------------------------ console API
     def process(self, inputNode, spacing=None, thickness=None, device="auto", adaptSeconds=None,
                        adaptSteps=None, seed=0, wait=True, *, factor=None, budget="balanced",
-                       force=False, on_event=None, timeout=None):
+                       force=False, on_event=None, timeout=None, method="self-supervised"):
         """Console API: make "<input name> isotropic" from ``inputNode`` and return the new node.
 
         - ``spacing``: output spacing (mm) along the slice axis; None = isotropic.
@@ -268,6 +271,7 @@ class InterSliceSRLogicCore:
         - ``device``: "auto", "cuda" or "cpu".
         - ``adaptSeconds`` / ``adaptSteps``: fine-tuning budget (``adaptSteps=0``: no fine-tuning);
           neither = ``budget`` preset ("fast" 60 s, "balanced" 180 s, "best" 600 s).
+        - ``method``: "self-supervised" (default) or "vae-pairs" (engine ``--method``).
         - ``wait=False`` returns None at once; call ``poll()`` until ``state`` is no longer
           "running" (the Slicer module's logic does that with a timer), then read ``outputNode``.
         Raises ``RunError`` with the engine's message when the run fails (nothing is added).
@@ -276,7 +280,7 @@ class InterSliceSRLogicCore:
             targetSpacing=float(spacing) if spacing else 0.0,
             sliceThickness=float(thickness) if thickness else 0.0,
             device=device, budget=budget, seed=int(seed), adaptSteps=adaptSteps,
-            adaptSeconds=adaptSeconds, factor=factor, force=force,
+            adaptSeconds=adaptSeconds, factor=factor, force=force, method=method,
         )
         self.start(inputNode, params, on_event=on_event)
         if not wait:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .i18n import _
 
-INPUT_WIDGETS = ("inputSelector", "targetSpacingSpinBox", "sliceThicknessSpinBox", "deviceComboBox",
-                 "budgetComboBox", "seedSpinBox")
+INPUT_WIDGETS = ("inputSelector", "targetSpacingSpinBox", "sliceThicknessSpinBox", "methodComboBox",
+                 "deviceComboBox", "budgetComboBox", "seedSpinBox")
 GEOMETRY_LABELS = ("sliceAxisLabel", "inputGeometryLabel", "outputGeometryLabel", "memoryLabel")
 
 

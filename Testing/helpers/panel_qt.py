@@ -18,6 +18,7 @@ PARAMS = {
     "budget": (str, ("fast", "balanced", "best", "seconds"), "balanced"),
     "budgetSeconds": (float, None, 120.0),
     "seed": (int, None, 0),
+    "method": (str, ("self-supervised", "vae-pairs"), "self-supervised"),
 }
 
 
