@@ -411,7 +411,7 @@ def test_module_ui_and_parameter_node_agree():
     assert any(getattr(d, "id", None) == "parameterNodeWrapper" for d in parameter_node.decorator_list)
     fields = {n.target.id for n in parameter_node.body if isinstance(n, ast.AnnAssign)}
     assert fields >= {"inputVolume", "targetSpacing", "sliceThickness", "device", "budget",
-                      "budgetSeconds", "seed", "method"}
+                      "budgetSeconds", "seed", "method", "noAdapt"}
     ui = ET.parse(MODULE_DIR / "Resources" / "UI" / "InterSliceSR.ui").getroot()
     bound = {}
     for widget in ui.iter("widget"):
@@ -424,6 +424,7 @@ def test_module_ui_and_parameter_node_agree():
     assert bound["targetSpacing"] == bound["sliceThickness"] == bound["budgetSeconds"] == "QDoubleSpinBox"
     assert bound["device"] == bound["budget"] == bound["method"] == "QComboBox"
     assert bound["seed"] == "QSpinBox"
+    assert bound["noAdapt"] == "QCheckBox"
     names = {w.get("name") for w in ui.iter("widget")}
     for required in ("applyButton", "progressBar", "logTextEdit", "installDependenciesButton",
                      "sliceAxisLabel", "inputGeometryLabel", "outputGeometryLabel", "memoryLabel",

@@ -317,6 +317,10 @@ def test_self_test_skips_engine_runs_without_torch():
         if any(t in line for t in engine_tests):
             assert i > gate, line
     assert any("test_SampleAndInputChecks" in line for line in body[:gate])
+    without = ast.unparse(FUNCTIONS["_runWithoutTorch"])
+    assert "find_spec('onnxruntime')" in without and "SKIPPED" in without
+    assert "self.test_QuickResultNode()" in without
+    assert "adaptSteps=0" in ast.unparse(FUNCTIONS["test_QuickResultNode"])
     assert "psutil" not in ast.unparse(next(n for n in ast.walk(TREE) if isinstance(n, ast.ClassDef)
                                             and n.name == "InterSliceSRTest"))
 
@@ -350,3 +354,29 @@ def test_extension_index_check_catches_the_old_metadata(tmp_path):
     assert "EXTENSION_SCREENSHOTURLS is empty" in problems
     assert "EXTENSION_CONTRIBUTORS" in problems and "build_dependencies must list PyTorch" in problems
     assert "InterSliceSR.png does not exist" in problems
+
+
+# ---------------------------------------------------------------- quick mode (no fine-tuning)
+def test_quick_mode_needs_onnxruntime_instead_of_torch(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(dependencies, "missing_requirements", lambda path=None: [])
+    monkeypatch.setattr(dependencies, "torch_blocker", lambda: "no torch on this Mac.")
+    monkeypatch.setattr(dependencies, "torch_installed", lambda: False)
+    monkeypatch.setattr(dependencies.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    full = dependencies.install_plan(quick=False)
+    assert full["torch"] and full["packages"] == [] and "Quick: no fine-tuning" in full["blocker"]
+    quick = dependencies.install_plan(quick=True)
+    assert quick == {"torch": False, "packages": [dependencies.ONNX_REQUIREMENT], "blocker": None}
+    monkeypatch.setattr(dependencies, "torch_installed", lambda: True)
+    assert dependencies.install_plan(quick=True) == {"torch": False, "packages": [], "blocker": None}
+
+
+def test_quick_mode_disables_the_fine_tuning_settings():
+    state = panel.panel_state(running=False, quick=True, budget="seconds")
+    for name in ("methodComboBox", "budgetComboBox", "seedSpinBox", "budgetSecondsSpinBox"):
+        assert state[name]["enabled"] is False, name
+    assert state["quickCheckBox"]["enabled"] and state["deviceComboBox"]["enabled"]
+    assert panel.panel_state(running=False, budget="seconds")["budgetSecondsSpinBox"]["enabled"]

@@ -19,6 +19,7 @@ PARAMS = {
     "budgetSeconds": (float, None, 120.0),
     "seed": (int, None, 0),
     "method": (str, ("self-supervised", "vae-pairs"), "self-supervised"),
+    "noAdapt": (bool, None, False),
 }
 
 
