@@ -33,6 +33,8 @@ from slicer import vtkMRMLScalarVolumeNode
 
 # Only standard-library modules load with the module (no numpy, SimpleITK or torch at start-up);
 # InterSliceSRLib.geometry (numpy, SimpleITK) is imported when a volume is shown.
+# intersr.options (the run options' one declaration) is standard-library only.
+from intersr import options
 from InterSliceSRLib import dependencies
 from InterSliceSRLib.binding import ParameterNodeBinding
 from InterSliceSRLib.engine_process import EngineProcess
@@ -81,7 +83,7 @@ installing PyTorch. The sample scan is KmeansTest_T1UCharRaw from the Insight To
 
 
 #
-# Sample data (from the module's own Resources: nothing is downloaded)
+# Sample data (the engine package's own file, intersr/data/sample: nothing is downloaded)
 #
 
 
@@ -90,8 +92,10 @@ def registerSampleData():
 
     import SampleData
 
+    from intersr.resources import SAMPLE  # the engine package's own sample file
+
     resources = os.path.join(os.path.dirname(__file__), "Resources")
-    path = os.path.join(resources, "SampleData", SAMPLE_FILE)
+    path = str(SAMPLE)
     if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):  # Slicer >= 5.11
         SampleData.SampleDataLogic.registerCustomSampleDataCategory("InterSliceSR", title=_("InterSliceSR"))
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
@@ -118,7 +122,7 @@ class InterSliceSRParameterNode:
     targetSpacing - output spacing along the slice axis in mm; 0 = isotropic.
     sliceThickness - slice profile FWHM in mm; 0 = auto (DICOM SliceThickness or slice spacing).
     device - "auto", "cuda" or "cpu".
-    budget - fine-tuning budget: "fast" (60 s), "balanced" (180 s), "best" (600 s), "seconds".
+    budget - fine-tuning budget: a preset of intersr.options.BUDGET_PRESETS (per device) or "seconds".
     budgetSeconds - fine-tuning seconds when budget is "seconds".
     seed - random seed of the fine-tuning.
     method - how the network adapts: "self-supervised" (Wang et al.) or "vae-pairs" (Xuan et al.).
@@ -130,11 +134,11 @@ class InterSliceSRParameterNode:
     # makes parameterNodeWrapper log "Unused annotations" at every start.
     targetSpacing: Annotated[float, WithinRange(0.0, 50.0)] = 0.0
     sliceThickness: Annotated[float, WithinRange(0.0, 50.0)] = 0.0
-    device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
-    budget: Annotated[str, Choice(["fast", "balanced", "best", "seconds"])] = "balanced"
+    device: Annotated[str, Choice(list(options.DEVICES))] = "auto"
+    budget: Annotated[str, Choice(list(options.GUI_BUDGETS))] = options.DEFAULT_PRESET
     budgetSeconds: Annotated[float, WithinRange(1.0, 7200.0)] = 120.0
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
-    method: Annotated[str, Choice(["self-supervised", "vae-pairs"])] = "self-supervised"
+    method: Annotated[str, Choice(list(options.METHODS))] = options.BY_NAME["method"].default
     noAdapt: bool = False
 
 
@@ -260,11 +264,11 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Ask a PythonSlicer process what torch offers (the module never imports torch)."""
         self.ui.torchLabel.text = dependencies.format_torch_info(None)
         if not dependencies.torch_installed():
-            self._torchInfo = {"installed": False}
+            self._torchInfo = {"torch": {"installed": False}}
             self._showTorchInfo()
             return
         try:
-            self._torchProbe = EngineProcess(dependencies.torch_probe_args())
+            self._torchProbe = EngineProcess(dependencies.info_args())
         except Exception as exc:
             self.ui.torchLabel.text = _("could not query PyTorch: {error}").format(error=exc)
             return
@@ -275,13 +279,14 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._probeTimer.stop()
             return
         for event in self._torchProbe.events():
-            if event.get("stage") == "torch":
-                self._torchInfo = event
+            info = dependencies.info_from_event(event)
+            if info is not None:
+                self._torchInfo = info
         if self._torchProbe.finished:
             self._torchProbe = None
             self._probeTimer.stop()
             if self._torchInfo is None:
-                self._torchInfo = {"installed": False}
+                self._torchInfo = {"torch": {"installed": False}}
             self._showTorchInfo()
 
     def _showTorchInfo(self) -> None:
@@ -290,11 +295,11 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         missing = dependencies.missing_requirements()
         if missing:
             text += "\n" + _("Missing Python packages: {names}").format(names=", ".join(missing))
-        blocker = dependencies.torch_blocker() if not info.get("installed") else None
+        blocker = dependencies.torch_blocker() if not (info.get("torch") or {}).get("installed") else None
         if blocker:
             text += "\n" + blocker
         self.ui.torchLabel.text = text
-        if not info.get("installed") or missing:
+        if not (info.get("torch") or {}).get("installed") or missing:
             self.ui.environmentCollapsibleButton.collapsed = False
         self._updateGui()
 

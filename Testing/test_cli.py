@@ -15,7 +15,7 @@ import SimpleITK as sitk
 import torch
 
 from conftest import ROOT, sample_crop
-from intersr import cli
+from intersr import cli, protocol
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "InterSliceSR")}
 
@@ -117,11 +117,11 @@ EVENT_TYPES = {"stage": str, "step": int, "steps": int, "loss": (float, type(Non
 
 
 def check_event(event: dict) -> None:
-    assert event["stage"] in ("load", "adapt", "infer", "check", "write", "done", "error")
+    assert event["stage"] in protocol.STAGES + protocol.TERMINAL
     for key, value in event.items():
         assert key in EVENT_TYPES, key
         assert isinstance(value, EVENT_TYPES[key]), (key, value)
-    if event["stage"] not in ("done", "error"):
+    if event["stage"] not in protocol.TERMINAL:
         assert 0 <= event["step"] <= event["steps"]
 
 

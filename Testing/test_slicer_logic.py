@@ -33,11 +33,17 @@ import slicer.util  # noqa: E402
 import vtk  # noqa: E402
 
 from InterSliceSRLib import geometry, progress  # noqa: E402
-from InterSliceSRLib.engine_process import BUDGET_SECONDS, build_engine_args  # noqa: E402
+from InterSliceSRLib.engine_process import build_engine_args  # noqa: E402
 from InterSliceSRLib.logic import InterSliceSRLogicCore, RunError, RunParameters  # noqa: E402
 
-SAMPLE = MODULE_DIR / "Resources" / "SampleData" / "KmeansTest_T1UCharRaw.nii.gz"
+from intersr import memory, options  # noqa: E402
+from intersr.errors import InputError  # noqa: E402
+from intersr.resources import SAMPLE  # noqa: E402
 TOL_MM = 1e-4
+TORCH_FREE_CORE = {"intersr.options", "intersr.grid", "intersr.memory", "intersr.protocol",
+                   "intersr.errors", "intersr.resources"}
+# Engine files that stay in the pip package but are not shipped in the Slicer extension.
+TOOLING = {"bench.py", "bench_backends.py", "train.py"}
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -308,24 +314,36 @@ def test_engine_command_line():
     args = build_engine_args("in.nrrd", "out.nrrd", python="py", spacing=1.25, thickness=4,
                              device="cuda", budget="best", seed=7)
     assert args == ["py", "-m", "intersr", "run", "in.nrrd", "out.nrrd", "--spacing", "1.25",
-                    "--thickness", "4", "--device", "cuda", "--adapt-seconds", "600",
-                    "--progress", "jsonl", "--seed", "7"]
-    assert BUDGET_SECONDS == {"fast": 60, "balanced": 180, "best": 600}
-    assert build_engine_args("i", "o", python="py", budget="seconds", budget_seconds=42)[8:10] == [
-        "--adapt-seconds", "42"]
-    assert "--no-adapt" in build_engine_args("i", "o", python="py", adapt_steps=0, budget="best")
-    assert build_engine_args("i", "o", python="py", method="vae-pairs")[-6:-4] == ["--method", "vae-pairs"]
-    assert "--method" not in build_engine_args("i", "o", python="py")  # the engine's default
-    with pytest.raises(ValueError):
-        build_engine_args("i", "o", python="py", method="magic")
+                    "--thickness", "4", "--device", "cuda", "--budget", "best", "--seed", "7",
+                    "--progress", "jsonl"]
+    # the GUI's "seconds" budget becomes an engine time budget
+    p = RunParameters(budget="seconds", budgetSeconds=42)
+    args = p.engineArgs("i", "o", python="py")
+    assert args[args.index("--adapt-seconds") + 1] == "42" and "--budget" not in args
+    # an explicit no-adaptation overrides the GUI's preset
+    assert "--no-adapt" in RunParameters(noAdapt=True, budget="best").engineArgs("i", "o", python="py")
+    assert RunParameters(adaptSteps=0, budget="best").toOptions().adapt_steps == 0
+    # the GUI's method reaches the engine
+    args = RunParameters(method="vae-pairs").engineArgs("i", "o", python="py")
+    assert args[args.index("--method") + 1] == "vae-pairs"
     p = RunParameters(targetSpacing=0, sliceThickness=0, budget="fast", factor=2.0, force=True)
     args = p.engineArgs("i", "o", python="py")
     assert "--spacing" not in args and "--thickness" not in args
     assert args[args.index("--factor") + 1] == "2" and "--force" in args
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="unknown device 'tpu': use auto, cuda or cpu"):
         build_engine_args("i", "o", python="py", device="tpu")
-    with pytest.raises(ValueError):
-        build_engine_args("i", "o", python="py", budget="seconds")
+    with pytest.raises(InputError, match="positive number of seconds"):
+        RunParameters(budget="seconds", budgetSeconds=0).engineArgs("i", "o", python="py")
+    with pytest.raises(InputError, match="finite"):
+        build_engine_args("i", "o", python="py", spacing=float("nan"))
+
+
+def test_run_parameters_are_derived_from_the_one_declaration():
+    from dataclasses import fields
+
+    names = {f.name for f in fields(RunParameters)}
+    assert names == {options.param_name(o) for o in options.ENGINE_OPTIONS} | {"budgetSeconds"}
+    assert {"targetSpacing", "sliceThickness", "profile", "method", "backend", "weights"} <= names
 
 
 def test_progress_parsing_is_tolerant():
@@ -347,11 +365,26 @@ def test_progress_parsing_is_tolerant():
 def test_grid_and_memory_estimate():
     info = geometry.describe_grid((256, 256, 40), (0.9, 0.9, 5.0))
     assert info.slice_axis == 2 and info.output_size == (256, 256, 222)
-    assert info.estimated_memory_bytes == 256 * 256 * 222 * 12 + 256 * 256 * 40 * 2
     assert geometry.describe_grid((10, 10, 10), (1, 1, 1.1)).isotropic_input
     coronal = geometry.describe_grid((128, 128, 62), (2, 2, 3), ((1, 0, 0), (0, 0, 1), (0, -1, 0)))
     assert coronal.plane == "coronal" and coronal.output_size == (128, 128, 93)
     assert "MiB" in coronal.summary()["memory"]
+    # 7 slices at x2.5: the one grid rule gives 17 (an 18th centre would sit on the edge)
+    assert geometry.describe_grid((64, 64, 7), (1.0, 1.0, 2.5)).output_size == (64, 64, 17)
+
+
+def test_gui_memory_estimate_is_the_engines_refusal_threshold():
+    """The number the module shows is the one the engine enforces (one function)."""
+    from intersr.errors import ResourceError
+    from intersr.grid import plan
+
+    info = geometry.describe_grid((256, 256, 40), (0.9, 0.9, 5.0))
+    needed = info.estimated_memory_bytes
+    grid = plan((256, 256, 40), (0.9, 0.9, 5.0))
+    assert needed == memory.required_bytes(grid)
+    assert memory.check(grid, available=needed) == needed  # exactly enough: runs
+    with pytest.raises(ResourceError, match="needs about"):
+        memory.check(grid, available=needed - 1)  # one byte less: refused
 
 
 # ---------------------------------------------------------------------------- static checks
@@ -400,8 +433,10 @@ def test_lib_is_qt_free():
                 names = [node.module.split(".")[0]]
             assert not set(names) & {"qt", "ctk", "PythonQt", "slicer_qt", "torch"}, (path, names)
             if isinstance(node, ast.ImportFrom) and names == ["intersr"]:
-                # only the engine's torch-free grid helpers may be imported into Slicer
-                assert node.module == "intersr.volume", (path, node.module)
+                # only the engine's torch-free core may be imported into Slicer
+                modules = {node.module} if node.module != "intersr" else \
+                    {f"intersr.{a.name}" for a in node.names}
+                assert modules <= TORCH_FREE_CORE, (path, node.module)
 
 
 def test_module_ui_and_parameter_node_agree():
@@ -436,10 +471,11 @@ def test_cmake_lists_every_module_file():
     text = (MODULE_DIR / "CMakeLists.txt").read_text()
     for package in ("InterSliceSRLib", "intersr"):
         for path in sorted((MODULE_DIR / package).glob("*.py")):
-            assert f"  {package}/{path.name}\n" in text, path.name
+            listed = f"  {package}/{path.name}\n" in text
+            assert listed == (path.name not in TOOLING or package != "intersr"), path.name
     for item in ("${MODULE_NAME}.py", "Resources/UI/${MODULE_NAME}.ui", "Resources/Icons/${MODULE_NAME}.png",
                  "Resources/requirements.txt", "WITH_GENERIC_TESTS", "slicer_add_python_unittest",
-                 "Resources/Models/", "Resources/SampleData/"):
+                 "intersr/data/models/", "intersr/data/sample/"):
         assert item in text, item
     top = (ROOT / "CMakeLists.txt").read_text()
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "DEPENDS"):
@@ -480,12 +516,14 @@ def test_dependency_helpers_and_background_torch_probe(tmp_path):
              "assert d.torch_installed(); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", check], check=True, cwd=MODULE_DIR,
                    env={**os.environ, "PYTHONPATH": str(MODULE_DIR)})
-    probe = EngineProcess(dependencies.torch_probe_args(sys.executable))
-    assert probe.wait_finished(timeout=60) and probe.returncode == 0
-    info = [e for e in probe.events() if e.get("stage") == "torch"][-1]
+    probe = EngineProcess(dependencies.info_args(sys.executable))
+    assert probe.wait_finished(timeout=120) and probe.returncode == 0
+    info = [dependencies.info_from_event(e) for e in probe.events()]
+    info = [i for i in info if i][-1]
     import importlib.metadata
 
-    assert info["installed"] and info["version"] == importlib.metadata.version("torch")
+    assert info["torch"]["installed"] and info["torch"]["version"] == importlib.metadata.version("torch")
+    assert info["weights"]["ok"] and "cpu" in info["devices"]
     text = dependencies.format_torch_info(info)
     assert text.startswith("PyTorch ") and ("CUDA not available" in text or "available:" in text)
-    assert dependencies.format_torch_info({"installed": False}) == "PyTorch is not installed"
+    assert dependencies.format_torch_info({"torch": {"installed": False}}) == "PyTorch is not installed"

@@ -124,7 +124,7 @@ def _sample_node(scene):
     node = slicer.vtkMRMLScalarVolumeNode()
     scene.AddNode(node)
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(ROOT / "InterSliceSR" / "Resources" / "SampleData" / "KmeansTest_T1UCharRaw.nii.gz"))
+    storage.SetFileName(str(ROOT / "InterSliceSR" / "intersr" / "data" / "sample" / "KmeansTest_T1UCharRaw.nii.gz"))
     assert storage.ReadData(node)
     node.SetName("InterSliceSR T1 thick slices")
     return node
@@ -143,7 +143,7 @@ def build_rendered_panel(ui, running=False):
     info = describe_volume_node(node)
     panel_qt.apply_state(ui, panel_state(running=running, info=info, needs_install=False))
     panel_qt.child(ui, "torchLabel").setText(dependencies.format_torch_info(
-        {"installed": True, "version": "2.13.0", "cuda": False}))
+        {"torch": {"installed": True, "version": "2.13.0", "cuda": False}}))
     panel_qt.child(ui, "progressBar").setVisible(running)
     return info
 

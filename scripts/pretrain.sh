@@ -18,4 +18,4 @@ MR_STEPS=${MR_STEPS:-8000}
 # ablation variant (b): MR fine-tuning without video pre-training
 [ -f runs/mr_only.pt ] || $PY -m intersr train mr --steps "$MR_STEPS" --resume \
     --checkpoint checkpoints/mr_only.ckpt --output runs/mr_only.pt --progress none
-echo "pretraining done: runs/*.pt, shipped weights in InterSliceSR/Resources/Models/"
+echo "pretraining done: runs/*.pt, shipped weights in InterSliceSR/intersr/data/models/"

@@ -11,8 +11,9 @@
   is returned, and the caller asks that once, never in testing mode.
 - Intel Macs: the last torch built for them (2.2) needs numpy < 2; Slicer 5.10+ ships numpy 2,
   so installing torch there is refused with a clear message (``torch_blocker``).
-- what torch offers (version, CUDA, GPU name) is asked in a background process
-  (``torch_probe_args``).
+- what the engine can use (torch / onnxruntime versions, CUDA, GPU name and memory) is asked
+  from the engine itself, ``intersr info --json``, in a background process (``info_args``),
+  so the module never imports torch itself.
 
 Qt-free: dialogs are passed in (the module passes slicer.util's).
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 import platform
 import re
@@ -35,47 +37,43 @@ SLICER_BUNDLED = ("numpy", "SimpleITK", "vtk")
 # Distribution name -> import name, for the "restart needed" check.
 _IMPORT_NAMES = {"scipy": "scipy", "psutil": "psutil"}
 
-TORCH_PROBE = r"""
-import json, sys
-try:
-    import torch
-except Exception as exc:
-    print(json.dumps({"stage": "torch", "installed": False, "error": str(exc)}), flush=True)
-    sys.exit(0)
-info = {"stage": "torch", "installed": True, "version": torch.__version__,
-        "cuda": bool(torch.cuda.is_available()), "cuda_version": torch.version.cuda, "gpu": ""}
-if info["cuda"]:
-    try:
-        index = torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(index)
-        info["gpu"] = torch.cuda.get_device_name(index)
-        info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
-    except Exception as exc:
-        info["gpu"] = f"(unknown: {exc})"
-print(json.dumps(info), flush=True)
-"""
-
-
 def torch_installed() -> bool:
     """True when torch can be imported (checked without importing it)."""
     return importlib.util.find_spec("torch") is not None
 
 
-def torch_probe_args(python: str | None = None) -> list:
-    """Command that prints one JSON line {"stage": "torch", "installed", "version", "cuda", "gpu"}."""
-    return [python or python_executable(), "-c", TORCH_PROBE]
+def info_args(python: str | None = None) -> list:
+    """Command that prints the engine's ``intersr info --json`` (one JSON line)."""
+    return [python or python_executable(), "-m", "intersr", "info", "--json"]
+
+
+def info_from_event(event: dict) -> dict | None:
+    """The info dict when an engine output line is ``intersr info --json``'s answer."""
+    if event.get("stage") != "log":
+        return None
+    try:
+        info = json.loads(str(event.get("message", "")))
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) and "intersr" in info else None
 
 
 def format_torch_info(info: dict | None) -> str:
+    """One line for the GUI from ``intersr info --json`` (None: still asking)."""
     if not info:
         return "checking PyTorch..."
-    if not info.get("installed"):
+    torch = info.get("torch") or {}
+    if not torch.get("installed"):
         return "PyTorch is not installed"
-    text = f"PyTorch {info.get('version', '?')}"
-    if info.get("cuda"):
-        gpu = info.get("gpu") or "GPU"
-        memory = f", {info['gpu_memory_gib']} GiB" if info.get("gpu_memory_gib") else ""
-        text += f", CUDA {info.get('cuda_version') or ''} available: {gpu}{memory}".replace("CUDA  ", "CUDA ")
+    if torch.get("error"):
+        return f"PyTorch is installed but failed: {torch['error']}"
+    text = f"PyTorch {torch.get('version', '?')}"
+    if torch.get("cuda"):
+        gpus = info.get("gpus") or [{}]
+        gpu = gpus[0].get("name") or "GPU"
+        memory = f", {gpus[0]['memory_gib']} GiB" if gpus[0].get("memory_gib") else ""
+        cuda = f"CUDA {torch['cuda_version']}" if torch.get("cuda_version") else "CUDA"
+        text += f", {cuda} available: {gpu}{memory}"
     else:
         text += ", CUDA not available: runs on the CPU (slower; use the 'fast' budget)"
     return text

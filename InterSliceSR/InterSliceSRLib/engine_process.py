@@ -27,18 +27,13 @@ import sys
 import threading
 import time
 
-from .progress import parse_line
+from intersr import options
+from intersr.protocol import parse_line
 
 MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../InterSliceSR
 
-# Adaptation budget presets -> engine --adapt-seconds.
-BUDGET_SECONDS = {"fast": 60, "balanced": 180, "best": 600}
-BUDGETS = ("fast", "balanced", "best", "seconds")
-DEVICES = ("auto", "cuda", "cpu")
-METHODS = ("self-supervised", "vae-pairs")
-
 # Seconds between the polite stop (SIGTERM: the engine removes its partial output) and SIGKILL.
-STOP_GRACE_SECONDS = 1.0
+STOP_GRACE_SECONDS = 0.5
 
 
 def python_executable() -> str:
@@ -56,56 +51,19 @@ def python_executable() -> str:
     return sys.executable
 
 
-def build_engine_args(input_path, output_path, *, spacing=None, factor=None, thickness=None,
-                      device="auto", budget=None, budget_seconds=None, adapt_seconds=None,
-                      adapt_steps=None, seed=0, method="self-supervised", force=False,
-                      python=None) -> list:
+def build_engine_args(input_path, output_path, run_options=None, *, python=None, **values) -> list:
     """The full command line (list of str) for one engine run.
 
-    Adaptation, first match wins: ``adapt_steps`` (0 = ``--no-adapt``), ``adapt_seconds``,
-    ``budget`` ("fast"/"balanced"/"best" presets or "seconds" with ``budget_seconds``);
-    nothing given = the engine's default.
+    ``run_options``: an ``intersr.options.RunOptions``; or give option values by name
+    (``spacing=1.25, budget="best"``). The flags come from the engine's one declaration
+    (``intersr.options``): invalid values raise ``intersr.errors.InputError`` (a ValueError).
     """
-    if spacing is not None and factor is not None:
-        raise ValueError("give either spacing or factor, not both")
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    args = [python or python_executable(), "-m", "intersr", "run", str(input_path), str(output_path)]
-    if spacing is not None and float(spacing) > 0:
-        args += ["--spacing", _num(spacing)]
-    if factor is not None and float(factor) > 0:
-        args += ["--factor", _num(factor)]
-    if thickness is not None and float(thickness) > 0:
-        args += ["--thickness", _num(thickness)]
-    args += ["--device", device]
-    if adapt_steps is not None:
-        if int(adapt_steps) <= 0:
-            args += ["--no-adapt"]
-        else:
-            args += ["--adapt-steps", str(int(adapt_steps))]
-    elif adapt_seconds is not None:
-        args += ["--adapt-seconds", _num(adapt_seconds)]
-    elif budget is not None:
-        if budget == "seconds":
-            if budget_seconds is None or float(budget_seconds) <= 0:
-                raise ValueError("budget 'seconds' needs a positive number of seconds")
-            args += ["--adapt-seconds", _num(budget_seconds)]
-        elif budget in BUDGET_SECONDS:
-            args += ["--adapt-seconds", str(BUDGET_SECONDS[budget])]
-        else:
-            raise ValueError(f"budget must be one of {BUDGETS}, not {budget!r}")
-    if method != METHODS[0]:
-        args += ["--method", method]
-    args += ["--progress", "jsonl", "--seed", str(int(seed))]
-    if force:
-        args += ["--force"]
-    return args
-
-
-def _num(value) -> str:
-    return format(float(value), ".10g")
+    if run_options is None:
+        run_options = options.make(**values)
+    elif values:
+        raise ValueError("give RunOptions or option values, not both")
+    return [python or python_executable(), "-m", "intersr", "run", str(input_path),
+            str(output_path), *options.engine_args(run_options), "--progress", "jsonl"]
 
 
 def engine_environment(extra=None) -> dict:

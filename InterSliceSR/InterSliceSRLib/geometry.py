@@ -1,18 +1,17 @@
-"""Grid arithmetic the module shows before a run (and the tests check after one).
+"""Grid and memory numbers the module shows before a run (and the tests check after one).
 
-It follows the engine contract (docs: DESIGN.md "Output grid") with the engine's own helpers
-(`intersr.volume`, which imports no torch): the slice axis is the IJK axis with the largest
-spacing (ties: the highest axis), the output
-spacing along it is ``h`` (default: the finest in-plane spacing), the output has
-``n_out = round(n * s / h)`` slices and the first one is centred at ``c_0 - s/2 + h/2``.
+Both come from the engine's torch-free core, so what is shown is what the engine does:
+the grid rule is ``intersr.grid`` (slice axis, default spacing, output size and origin) and
+the memory estimate is ``intersr.memory.required_bytes``, the very number the engine refuses
+to run above.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The engine's own grid rules (intersr.volume needs only numpy and SimpleITK, both bundled with
-# Slicer), so the numbers shown before a run are the ones the engine will use.
-from intersr.volume import ISOTROPY_TOLERANCE, find_slice_axis as slice_axis_of, output_slice_count
+from intersr import grid as grid_rule
+from intersr import memory
+from intersr.grid import output_slice_count  # noqa: F401 (re-exported for the module)
 
 _AXIS_NAMES = ("I", "J", "K")
 _PLANE_BY_RAS_AXIS = ("sagittal", "coronal", "axial")
@@ -74,36 +73,22 @@ def describe_grid(size, spacing, directions=None, target_spacing: float = 0.0,
 
     ``directions`` is a 3x3 IJK-to-RAS direction matrix (rows = RAS, columns = IJK axes);
     ``target_spacing`` 0 means isotropic (the finest in-plane spacing).
-    Memory estimate: output voxels x 4 bytes (float32) x 3 working copies + the input.
     """
-    size = tuple(int(n) for n in size)
-    spacing = tuple(float(s) for s in spacing)
-    axis = slice_axis_of(spacing)
-    inplane = [spacing[i] for i in range(3) if i != axis]
-    h = float(target_spacing) if target_spacing and target_spacing > 0 else min(inplane)
-    s = spacing[axis]
-    factor = s / h
-    out_size = list(size)
-    out_size[axis] = output_slice_count(size[axis], factor)
-    out_spacing = list(spacing)
-    out_spacing[axis] = h
+    g = grid_rule.plan(size, spacing, target_spacing=target_spacing or None, check=False)
     if directions is None:
         directions = ((1, 0, 0), (0, 1, 0), (0, 0, 1))
-    column = [directions[r][axis] for r in range(3)]
-    n_in = size[0] * size[1] * size[2]
-    n_out = out_size[0] * out_size[1] * out_size[2]
-    input_bytes = n_in * int(bytes_per_voxel)
+    column = [directions[r][g.slice_axis] for r in range(3)]
     return GridInfo(
-        slice_axis=axis,
+        slice_axis=g.slice_axis,
         plane=plane_of(column),
-        input_size=size,
-        input_spacing=spacing,
-        output_size=tuple(out_size),
-        output_spacing=tuple(out_spacing),
-        factor=factor,
-        isotropic_input=max(spacing) / min(spacing) < ISOTROPY_TOLERANCE,
-        input_bytes=input_bytes,
-        estimated_memory_bytes=n_out * 4 * 3 + input_bytes,
+        input_size=g.input_size,
+        input_spacing=g.input_spacing,
+        output_size=g.output_size,
+        output_spacing=g.output_spacing,
+        factor=g.factor,
+        isotropic_input=grid_rule.is_isotropic(g.input_spacing),
+        input_bytes=memory.voxels(g.input_size) * int(bytes_per_voxel),
+        estimated_memory_bytes=memory.required_bytes(g),
     )
 
 
@@ -126,16 +111,13 @@ def expected_output_ijk_to_ras(ijk_to_ras, spacing, target_spacing: float = 0.0)
     """The output IJK-to-RAS matrix (4x4 nested lists) the contract prescribes.
 
     Columns of the input's IJK-to-RAS are direction x spacing; the slice column is rescaled to
-    the new spacing and the origin moves along it by ``-s/2 + h/2``.
+    the new spacing and the origin moves along it by ``grid.origin_shift``.
     """
-    spacing = tuple(float(s) for s in spacing)
-    axis = slice_axis_of(spacing)
-    inplane = [spacing[i] for i in range(3) if i != axis]
-    h = float(target_spacing) if target_spacing and target_spacing > 0 else min(inplane)
-    s = spacing[axis]
+    g = grid_rule.plan((1, 1, 1), spacing, target_spacing=target_spacing or None, check=False)
+    axis, s, h = g.slice_axis, g.slice_spacing, g.output_spacing_mm
     m = [[float(ijk_to_ras[r][c]) for c in range(4)] for r in range(4)]
     unit = [m[r][axis] / s for r in range(3)]
     for r in range(3):
         m[r][axis] = unit[r] * h
-        m[r][3] += unit[r] * (-s / 2 + h / 2)
+        m[r][3] += unit[r] * grid_rule.origin_shift(s, h)
     return m

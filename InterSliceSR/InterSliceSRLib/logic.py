@@ -18,67 +18,46 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, field, make_dataclass
 
-from .engine_process import BUDGET_SECONDS, EngineProcess, build_engine_args
+from intersr import options, protocol
+
+from .engine_process import EngineProcess, build_engine_args
 from .progress import ProgressState
 
 RESULT_SUFFIX = " isotropic"
 PROVENANCE_ATTRIBUTE_PREFIX = "InterSliceSR."
-# Order in which provenance shows up in the node description (others follow, sorted).
-_PROVENANCE_ORDER = ("note", "method", "version", "weights_sha256", "factor", "input_spacing_mm",
-                     "output_spacing_mm", "thickness_mm", "adapt_steps", "adapt_final_loss",
-                     "data_consistency_db")
 
 
 class RunError(RuntimeError):
     """The engine failed; the message is the engine's own (or what went wrong around it)."""
 
 
-@dataclass
-class RunParameters:
-    """What one run needs (mirrors the module's parameter node)."""
+def _from_parameter_node(cls, parameterNode):
+    """The parameter node's values for every field it has (names from the declaration)."""
+    return cls(**{f: getattr(parameterNode, f) for f in cls.__dataclass_fields__
+                  if hasattr(parameterNode, f)})
 
-    targetSpacing: float = 0.0     # 0 = isotropic (the finest in-plane spacing)
-    sliceThickness: float = 0.0    # 0 = auto (engine: DICOM SliceThickness or slice spacing)
-    device: str = "auto"           # auto / cuda / cpu
-    budget: str = "balanced"       # fast / balanced / best / seconds
-    budgetSeconds: float = 120.0   # used when budget == "seconds"
-    seed: int = 0
-    method: str = "self-supervised"  # or "vae-pairs" (engine --method)
-    adaptSteps: int | None = None  # console/test override: fixed steps (0 = no adaptation)
-    adaptSeconds: float | None = None  # console override of the budget
-    factor: float | None = None    # engine --factor instead of a spacing (isotropic inputs)
-    force: bool = False            # engine --force (e.g. label-map-like inputs)
 
-    @classmethod
-    def fromParameterNode(cls, parameterNode) -> RunParameters:
-        return cls(
-            targetSpacing=float(parameterNode.targetSpacing),
-            sliceThickness=float(parameterNode.sliceThickness),
-            device=str(parameterNode.device),
-            budget=str(parameterNode.budget),
-            budgetSeconds=float(parameterNode.budgetSeconds),
-            seed=int(parameterNode.seed),
-            method=str(parameterNode.method),
-        )
+def _to_options(self):
+    """The engine's RunOptions (validated; raises intersr.errors.InputError)."""
+    return options.from_parameters(asdict(self))
 
-    def engineArgs(self, inputPath, outputPath, python=None) -> list:
-        return build_engine_args(
-            inputPath, outputPath,
-            spacing=self.targetSpacing if self.targetSpacing and self.targetSpacing > 0 else None,
-            factor=self.factor,
-            thickness=self.sliceThickness if self.sliceThickness and self.sliceThickness > 0 else None,
-            device=self.device,
-            budget=self.budget if self.budget in BUDGET_SECONDS or self.budget == "seconds" else None,
-            budget_seconds=self.budgetSeconds,
-            adapt_seconds=self.adaptSeconds,
-            adapt_steps=self.adaptSteps,
-            seed=self.seed,
-            method=self.method,
-            force=self.force,
-            python=python,
-        )
+
+def _engine_args(self, inputPath, outputPath, python=None) -> list:
+    return build_engine_args(inputPath, outputPath, self.toOptions(), python=python)
+
+
+# What one run needs, on the Slicer side: one camelCase field per engine option of
+# ``intersr.options`` (``targetSpacing``/``sliceThickness`` 0 = automatic), plus the GUI's
+# ``budgetSeconds`` for the "seconds" budget. Derived, never declared twice.
+RunParameters = make_dataclass(
+    "RunParameters",
+    [(options.param_name(o), o.annotation, field(default=o.default)) for o in options.ENGINE_OPTIONS]
+    + [(options.BUDGET_SECONDS_PARAM, float, field(default=120.0))],
+    namespace={"fromParameterNode": classmethod(_from_parameter_node), "toOptions": _to_options,
+               "engineArgs": _engine_args, "__module__": __name__,
+               "__doc__": "Run parameters, Slicer side (derived from intersr.options)."})
 
 
 class InterSliceSRLogicCore:
@@ -270,17 +249,16 @@ class InterSliceSRLogicCore:
         - ``thickness``: slice thickness (FWHM, mm); None = DICOM SliceThickness or the spacing.
         - ``device``: "auto", "cuda" or "cpu".
         - ``adaptSeconds`` / ``adaptSteps``: fine-tuning budget (``adaptSteps=0``: no fine-tuning);
-          neither = ``budget`` preset ("fast" 60 s, "balanced" 180 s, "best" 600 s).
+          neither = ``budget`` preset (per device: ``intersr.options.BUDGET_PRESETS``).
         - ``method``: "self-supervised" (default) or "vae-pairs" (engine ``--method``).
         - ``wait=False`` returns None at once; call ``poll()`` until ``state`` is no longer
           "running" (the Slicer module's logic does that with a timer), then read ``outputNode``.
         Raises ``RunError`` with the engine's message when the run fails (nothing is added).
         """
         params = RunParameters(
-            targetSpacing=float(spacing) if spacing else 0.0,
-            sliceThickness=float(thickness) if thickness else 0.0,
-            device=device, budget=budget, seed=int(seed), adaptSteps=adaptSteps,
-            adaptSeconds=adaptSeconds, factor=factor, force=force, method=method,
+            targetSpacing=spacing, sliceThickness=thickness, device=device, budget=budget,
+            seed=seed, adaptSteps=adaptSteps, adaptSeconds=adaptSeconds, factor=factor,
+            force=force, method=method,
         )
         self.start(inputNode, params, on_event=on_event)
         if not wait:
@@ -458,35 +436,18 @@ def showInSliceViews(node) -> None:
 
 # ---------------------------------------------------------------------- provenance
 def _shortKey(key) -> str:
-    key = str(key)
-    return key[len("intersr_"):] if key.startswith("intersr_") else key
+    return protocol.short_key(key)
 
 
 def formatProvenance(provenance: dict) -> str:
     """Node description: synthesised slices must never pass for acquired ones."""
     lines = ["Synthesised by InterSliceSR (inter-slice super-resolution): the slices between the "
              "acquired ones were computed, not measured."]
-    keys = [k for k in _PROVENANCE_ORDER if k in provenance]
-    keys += sorted(k for k in provenance if k not in keys)
-    for key in keys:
+    for key in protocol.ordered(provenance):
         lines.append(f"{key}: {provenance[key]}")
     return "\n".join(lines)
 
 
 def readNrrdProvenance(path) -> dict:
     """``intersr_*`` key/value fields (``key:=value``) from a NRRD header."""
-    result = {}
-    try:
-        with open(path, "rb") as f:
-            for raw in f:
-                line = raw.decode("latin-1").rstrip("\r\n")
-                if not line:
-                    break  # end of header
-                if ":=" in line:
-                    key, value = line.split(":=", 1)
-                    if key.startswith("intersr_"):
-                        result[key] = value
-    except OSError:
-        pass
-    return result
-
+    return protocol.read_nrrd_provenance(path)

@@ -1,55 +1,13 @@
-"""Parse the engine's ``--progress jsonl`` stream (one JSON object per line on stdout).
+"""What the GUI shows of the engine's ``--progress jsonl`` stream.
 
-The engine owns the protocol; this side is tolerant: anything that is not a JSON object
-(stderr is merged into the same pipe by ``slicer.util.launchConsoleProcess``) becomes a
-``{"stage": "log", "message": line}`` event, and unknown keys are kept.
+The schema (stage names, their share of the bar, labels, the tolerant line parser) is the
+engine's, in ``intersr.protocol``; this module only keeps the GUI's running state.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-ENGINE_STAGES = ("load", "vae", "synth", "adapt", "infer", "check", "write")
-TERMINAL_STAGES = ("done", "error")
-
-# Share of the whole run each stage takes (rough, for one progress bar over all stages).
-_STAGE_SPAN = {
-    "load": (0.00, 0.05),
-    "vae": (0.05, 0.30),  # --method vae-pairs only; adapt then continues from where it is
-    "synth": (0.30, 0.35),
-    "adapt": (0.05, 0.80),
-    "infer": (0.80, 0.95),
-    "check": (0.95, 0.98),
-    "write": (0.98, 1.00),
-}
-
-STAGE_LABELS = {
-    "load": "Loading",
-    "vae": "Training the VAE on this volume",
-    "synth": "Synthesising thin-slice volumes",
-    "adapt": "Fine-tuning on this volume",
-    "infer": "Computing new slices",
-    "check": "Checking data consistency",
-    "write": "Writing result",
-    "done": "Done",
-    "error": "Failed",
-    "cancelled": "Cancelled",
-    "start": "Starting",
-}
-
-
-def parse_line(line: str) -> dict:
-    """One line of engine output -> one event dict (never raises)."""
-    text = line.rstrip("\r\n")
-    stripped = text.strip()
-    if stripped.startswith("{") and stripped.endswith("}"):
-        try:
-            event = json.loads(stripped)
-        except ValueError:
-            event = None
-        if isinstance(event, dict) and isinstance(event.get("stage"), str):
-            return event
-    return {"stage": "log", "message": text}
+from intersr.protocol import STAGE_LABELS, STAGE_SPANS as _STAGE_SPAN, parse_line  # noqa: F401
 
 
 def format_seconds(seconds) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .pairs import PairBatch, PlanePairs
 from .progress import Progress
+from .results import AdaptResult  # noqa: F401 (torch-free, re-exported)
 
 HOLDOUT_EVERY = 8
 
@@ -29,16 +30,6 @@ class AdaptConfig:
     eval_every: int = 25
     patience: int = 8  # evaluations without improvement before stopping early
     seed: int = 0
-
-
-@dataclass
-class AdaptResult:
-    steps: int = 0
-    seconds: float = 0.0
-    initial_loss: float = float("nan")  # held-out L1 before any step
-    final_loss: float = float("nan")  # best held-out L1 (the kept weights)
-    stopped_early: bool = False
-    history: list[tuple[int, float, float]] = field(default_factory=list)  # step, train, held-out
 
 
 def inplane_samplers(volume: np.ndarray, spacing: tuple[float, float, float], thickness: float,

@@ -1,4 +1,8 @@
-"""Command line: `intersr run | demo | bench | train`."""
+"""Command line: `intersr run | demo | info | bench | train`.
+
+Importing this module (and `intersr --help`, `intersr info`) loads no torch: the run options
+come from the torch-free `intersr.options`; the engine is imported only when a command runs.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,51 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, options
 from .errors import Cancelled, InterSRError
 from .progress import Progress
-
-SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData" / \
-    "KmeansTest_T1UCharRaw.nii.gz"
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    grid = parser.add_mutually_exclusive_group()
-    grid.add_argument("--spacing", type=_number, metavar="MM",
-                      help="output spacing along the slice axis (default: finest in-plane)")
-    grid.add_argument("--factor", type=_number, metavar="F",
-                      help="slice spacing / output spacing (any real >= 1)")
-    parser.add_argument("--thickness", type=_number, metavar="MM",
-                        help="slice profile FWHM (default: DICOM SliceThickness or slice spacing)")
-    parser.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
-    parser.add_argument("--method", choices=("self-supervised", "vae-pairs"),
-                        default="self-supervised",
-                        help="what the network is fine-tuned on: in-plane pairs of the volume "
-                        "(default) or pairs from VAE-synthesised thin-slice volumes (Xuan et al.)")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--adapt-steps", type=int, metavar="N", help="adaptation step budget")
-    budget.add_argument("--adapt-seconds", type=_number, metavar="S",
-                        help="adaptation time budget (default: 180 s on CPU, 120 s on CUDA)")
-    budget.add_argument("--no-adapt", action="store_true", help="use the shipped weights as they are")
-    parser.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="process label-map-like input anyway")
-    parser.add_argument("--weights", metavar="PATH", help="weights file or folder (default: shipped)")
-
-
-def options_from(args: argparse.Namespace):
-    from .pipeline import RunOptions
-    return RunOptions(spacing=args.spacing, factor=args.factor, thickness=args.thickness,
-                      device=args.device, adapt_steps=args.adapt_steps,
-                      adapt_seconds=args.adapt_seconds, no_adapt=args.no_adapt, seed=args.seed,
-                      force=args.force, weights=args.weights, method=args.method)
+from .resources import SAMPLE
 
 
 def _raise_cancel(signum, frame):
@@ -59,11 +22,12 @@ def _raise_cancel(signum, frame):
 
 
 def cmd_run(args: argparse.Namespace, input_path: str, output_path: str) -> int:
-    from .pipeline import describe, run
     progress = Progress(args.progress)
     start = time.monotonic()
     try:
-        result = run(input_path, output_path, options_from(args), progress)
+        run_options = options.from_namespace(args)
+        from .pipeline import describe, run
+        result = run(input_path, output_path, run_options, progress)
     except (InterSRError, KeyboardInterrupt) as exc:
         error = exc if isinstance(exc, InterSRError) else Cancelled("cancelled by the user")
         progress.error(str(error))
@@ -78,20 +42,15 @@ def cmd_run(args: argparse.Namespace, input_path: str, output_path: str) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="intersr", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"intersr {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_info(args: argparse.Namespace) -> int:
+    from .info import collect, format_text
+    import json
+    info = collect(probe_torch=not args.no_probe)
+    print(json.dumps(info) if args.json else format_text(info))
+    return 0
 
-    run = sub.add_parser("run", help="super-resolve one thick-slice volume")
-    run.add_argument("input", help="NRRD, NIfTI, MHA file or a DICOM series folder")
-    run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha)")
-    add_run_options(run)
 
-    demo = sub.add_parser("demo", help="run on the embedded sample (2x2x3 mm T1)")
-    demo.add_argument("--output", default="demo-out/sample_isotropic.nrrd")
-    add_run_options(demo)
-
+def _add_bench(sub) -> None:
     bench = sub.add_parser("bench", help="PSNR/SSIM/time against linear, B-spline, Lanczos")
     bench.add_argument("data", nargs="?", help="folder of near-isotropic volumes "
                        "(default ../shared/data/mr when present)")
@@ -110,14 +69,45 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--timing-size", default="181,215,44",
                        help="x,y,z of the --timing volume (181,215,44 at 1x1x4 mm; others at "
                        "0.5x0.5x2 mm)")
+    bench.add_argument("--backends", action="store_true",
+                       help="time inference with torch and with ONNX Runtime on the same volumes "
+                       "instead (256x256x40 and 512x512x80 at x4; see --sizes)")
+    bench.add_argument("--sizes", default=None,
+                       help="with --backends: x,y,z sizes separated by ';'")
 
-    from .train import add_train_parser
-    add_train_parser(sub)
+
+def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
+    """The parser; the training commands are only built when `train` runs (they need torch)."""
+    parser = argparse.ArgumentParser(prog="intersr", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"intersr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="super-resolve one thick-slice volume")
+    run.add_argument("input", help="NRRD, NIfTI, MHA file or a DICOM series folder")
+    run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha)")
+    options.add_arguments(run)
+
+    demo = sub.add_parser("demo", help="run on the embedded sample (2x2x3 mm T1)")
+    demo.add_argument("--output", default="demo-out/sample_isotropic.nrrd")
+    options.add_arguments(demo)
+
+    info = sub.add_parser("info", help="versions, backends, devices and GPUs (no torch import)")
+    info.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    info.add_argument("--no-probe", action="store_true",
+                      help="do not start a subprocess to ask torch about CUDA")
+
+    _add_bench(sub)
+    if with_train:
+        from .train import add_train_parser
+        add_train_parser(sub)
+    else:
+        sub.add_parser("train", help="re-create the shipped weights (see docs/training.md)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(with_train=bool(argv) and argv[0] == "train")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_cancel)
     if args.command == "run":
@@ -129,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"intersr demo: the isotropic sample is in {Path(args.output).resolve()}",
                   file=sys.stderr)
         return code
+    if args.command == "info":
+        return cmd_info(args)
     if args.command == "bench":
+        if args.backends:
+            from .bench_backends import main as backends_main
+            return backends_main(args)
         from .bench import main as bench_main
         return bench_main(args)
     if args.command == "train":

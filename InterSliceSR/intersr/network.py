@@ -91,8 +91,8 @@ class SliceINR(nn.Module):
         lower, upper, offset = neighbours(positions, lr.shape[2])
         b, _, _, w = lr.shape
         m = positions.shape[0]
-        cond = torch.stack([offset, 1 - offset, torch.full_like(offset, 1.0 / factor),
-                            torch.full_like(offset, blur)], 0).to(feats.dtype)
+        ones = torch.ones_like(offset)  # factor and blur may be tensors (ONNX inputs)
+        cond = torch.stack([offset, 1 - offset, ones / factor, ones * blur], 0).to(feats.dtype)
         cond = cond.view(1, 4, m, 1).expand(b, 4, m, w)
         query = torch.cat([feats[:, :, lower, :], feats[:, :, upper, :], cond], 1)
         return linear_along_slices(lr, positions) + self.decoder(query)

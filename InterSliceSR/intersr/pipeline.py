@@ -1,29 +1,28 @@
 """`intersr run` as a function: read, check, adapt, super-resolve, verify, write.
 
 `super_resolve_volume` works on an in-memory `Volume` (the benchmark calls it directly);
-`run` adds the file handling and the progress protocol around it.
+`run` adds the file handling and the progress protocol around it. This module imports no
+torch: adaptation and the torch backend live in `torch_run`, imported only when a run needs
+them, so `--no-adapt` runs on ONNX Runtime alone where torch is not installed.
 """
 from __future__ import annotations
 
-import os
+import tempfile
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-import psutil
-import torch
 
-from . import __version__
-from .adapt import AdaptConfig, AdaptResult, adapt
-from .errors import InputError, ResourceError
+from . import __version__, backends, memory, protocol
+from .backends import Backend, OrtBackend
+from .errors import InputError
+from .grid import Grid, plan
 from .infer import super_resolve
 from .metrics import data_consistency_db, normaliser
-from .network import NetConfig, build_network
+from .options import RunOptions, adapts, validate
 from .progress import Progress
-from .vae_pairs import train_on_vae_pairs
-from .volume import (Geometry, Volume, check_writable, is_isotropic, load_volume,
-                     output_geometry, output_positions, to_image, write_atomic)
-from .weights import load_pretrained
+from .resources import shipped_onnx
+from .results import AdaptResult, RunResult
+from .volume import Volume, check_writable, load_volume, output_geometry, to_image, write_atomic
 
 # What each --method trains the network on, as provenance records it.
 METHOD_NAMES = {
@@ -32,114 +31,31 @@ METHOD_NAMES = {
     "vae-combined": "InterSliceSR (SliceINR, VAE-synthesised + in-plane self-supervised pairs)",
 }
 
-# Adaptation budget when none is given: minutes on a laptop CPU, seconds of work on a GPU.
-DEFAULT_BUDGET = {"cpu": AdaptConfig(seconds=180.0, steps=3000),
-                  "cuda": AdaptConfig(seconds=120.0, steps=3000, batch=32)}
+__all__ = ["RunOptions", "RunResult", "plan_grid", "check_memory", "super_resolve_volume", "run",
+           "describe"]
 
 
-@dataclass
-class RunOptions:
-    spacing: float | None = None  # output spacing along the slice axis (mm)
-    factor: float | None = None  # or: slice spacing / output spacing
-    thickness: float | None = None  # slice profile FWHM (mm); default DICOM or slice spacing
-    device: str = "auto"
-    adapt_steps: int | None = None
-    adapt_seconds: float | None = None
-    no_adapt: bool = False
-    seed: int = 0
-    force: bool = False
-    weights: str | None = None  # weights file or folder; None: the shipped ones
-    design: str = "inr"  # network design when starting from scratch
-    method: str = "self-supervised"  # or "vae-pairs", "vae-combined" (see METHOD_NAMES)
+def plan_grid(volume: Volume, options: RunOptions) -> Grid:
+    """The output grid (the one rule in `intersr.grid`) with the checks users need."""
+    g = volume.geometry
+    return plan(g.size, g.spacing, target_spacing=options.spacing, factor=options.factor,
+                slice_axis=g.slice_axis)
 
 
-@dataclass
-class RunResult:
-    array: np.ndarray  # canonical output, input intensity units
-    geometry: Geometry
-    factor: float
-    thickness: float
-    adaptation: AdaptResult
-    data_consistency_db: float
-    weights_sha256: str
-    seconds: float
-    provenance: dict[str, str] = field(default_factory=dict)
+def check_memory(grid: Grid, backend: str = "torch", available: int | None = None) -> int:
+    """Refuse up front when the run cannot fit (the estimate the Slicer module shows)."""
+    return memory.check(grid, backend, available)
 
 
-def pick_device(name: str) -> torch.device:
-    if name not in ("auto", "cuda", "cpu"):
-        raise InputError(f"unknown device {name!r}: use auto, cuda or cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ResourceError("--device cuda was requested but no CUDA GPU is available to "
-                            f"PyTorch {torch.__version__}; use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def plan_grid(volume: Volume, options: RunOptions) -> tuple[float, float]:
-    """(output spacing, factor) along the slice axis, with the checks users need."""
-    geometry = volume.geometry
-    s = geometry.slice_spacing
-    if options.spacing is not None and options.factor is not None:
-        raise InputError("give --spacing or --factor, not both")
-    if options.factor is not None:
-        if not np.isfinite(options.factor) or options.factor < 1:
-            raise InputError(f"--factor must be >= 1 (got {options.factor}); InterSliceSR only "
-                             "makes slices thinner")
-        spacing = s / options.factor
-    elif options.spacing is not None:
-        if not np.isfinite(options.spacing) or options.spacing <= 0:
-            raise InputError(f"--spacing must be a positive number of mm (got {options.spacing})")
-        if options.spacing > s * (1 + 1e-6):
-            raise InputError(f"--spacing {options.spacing} mm is coarser than the slice spacing "
-                             f"{s:.4g} mm (factor below 1); InterSliceSR only makes slices thinner")
-        spacing = options.spacing
-    else:
-        if is_isotropic(geometry.spacing):
-            raise InputError("input is already isotropic (spacing "
-                             + " x ".join(f"{v:.4g}" for v in geometry.spacing)
-                             + " mm); nothing to do (give --factor or --spacing to force "
-                             "thinner slices)")
-        spacing = min(geometry.inplane_spacings)
-    factor = s / spacing
-    if factor > 16:
-        raise InputError(f"factor {factor:.3g} is beyond what the network supports (<= 16)")
-    return spacing, factor
-
-
-def check_memory(volume: Volume, m: int) -> None:
-    """Refuse up front when the output arrays cannot fit (inference itself is chunked)."""
-    _, rows, cols = volume.array.shape
-    needed = 4 * rows * cols * (2 * m + volume.array.shape[0]) + 600 * 2**20
-    available = psutil.virtual_memory().available
-    if needed > available:
-        raise ResourceError(f"the output needs about {needed / 2**30:.1f} GB of memory but only "
-                            f"{available / 2**30:.1f} GB is available; choose a coarser "
-                            "--spacing, crop the volume, or free memory")
-
-
-def initial_model(options: RunOptions, log) -> tuple[torch.nn.Module, str]:
-    pretrained = load_pretrained(options.weights)
-    if pretrained is None:
-        log("intersr: no shipped pretrained weights found; starting from scratch "
-            "(results need a longer adaptation)")
-        torch.manual_seed(options.seed)
-        return build_network(NetConfig(design=options.design)), ""
-    return pretrained.model, pretrained.sha256
-
-
-def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
-    base = DEFAULT_BUDGET[device.type]
-    if options.adapt_steps is not None or options.adapt_seconds is not None:
-        if options.adapt_steps is not None and options.adapt_steps < 0:
-            raise InputError("--adapt-steps must be >= 0")
-        if options.adapt_seconds is not None and options.adapt_seconds < 0:
-            raise InputError("--adapt-seconds must be >= 0")
-        return AdaptConfig(steps=options.adapt_steps, seconds=options.adapt_seconds,
-                           batch=base.batch, seed=options.seed)
-    return AdaptConfig(steps=base.steps, seconds=base.seconds, batch=base.batch,
-                       seed=options.seed)
+def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
+    """The shipped network's ONNX export on ONNX Runtime (sha256-verified)."""
+    if options.weights is not None:
+        raise InputError("--weights with ONNX Runtime only: a custom or from-scratch network "
+                         "needs PyTorch (install torch, or leave out --weights)")
+    path, sha, entry = shipped_onnx()
+    config = entry.get("config", {})
+    return OrtBackend(path, options.device, channels=config.get("channels", 32),
+                      hidden=config.get("hidden", 64)), sha
 
 
 def super_resolve_volume(volume: Volume, options: RunOptions,
@@ -147,64 +63,74 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     """The whole method on an in-memory canonical volume."""
     start = time.monotonic()
     progress = progress or Progress("none")
-    if options.method not in METHOD_NAMES:
-        raise InputError(f"unknown method {options.method!r}: use "
-                         + ", ".join(METHOD_NAMES))
-    device = pick_device(options.device)
-    spacing, factor = plan_grid(volume, options)
+    validate(options)
+    adapting = adapts(options)
+    choice = backends.choose(options.backend, adapting)
+    grid = plan_grid(volume, options)
+    spacing, factor = grid.output_spacing_mm, grid.factor
     geometry = volume.geometry
     s = geometry.slice_spacing
     thickness = options.thickness or volume.slice_thickness or s
     if not np.isfinite(thickness) or thickness <= 0:
-        raise InputError(f"--thickness must be a positive number of mm (got {thickness})")
-    positions = output_positions(volume.array.shape[0], factor)
-    check_memory(volume, len(positions))
-    torch.manual_seed(options.seed)
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        raise InputError(f"slice thickness must be a positive number of mm (got {thickness})")
+    positions = grid.positions()
+    check_memory(grid, choice.backend)
     scale = normaliser(volume.array)
     normalised = volume.array / scale
-    model, sha = initial_model(options, progress.log)
-    extra: dict[str, str] = {}
-    if options.no_adapt or options.adapt_steps == 0 or options.adapt_seconds == 0:
-        result = AdaptResult()
-    elif options.method == "self-supervised":
-        spacing3 = (s, *geometry.inplane_spacings)
-        result = adapt(model, normalised, spacing3, thickness, adapt_config(options, device),
-                       device, progress)
-    else:
-        spacing3 = (s, *geometry.inplane_spacings)
-        pairs = train_on_vae_pairs(model, normalised, spacing3, thickness, factor,
-                                   adapt_config(options, device), device,
-                                   combined=options.method == "vae-combined", progress=progress)
-        result = pairs.adaptation
-        extra = {"intersr_vae_steps": str(pairs.vae.steps),
-                 "intersr_vae_final_l1": f"{pairs.vae.final_loss:.6g}",
-                 "intersr_synthetic_slices": str(pairs.synthetic_shape[0])}
-    output = super_resolve(model, normalised, positions, factor, thickness / s, device, progress)
+    with tempfile.TemporaryDirectory(prefix="intersr-") as workdir:
+        if choice.backend == "torch" or adapting or options.weights is not None:
+            from .torch_run import adapted_backend
+            engine, result, sha, extra = adapted_backend(
+                options, normalised, (s, *geometry.inplane_spacings), thickness, factor,
+                use_ort=choice.backend == "onnxruntime", progress=progress, workdir=workdir)
+        else:
+            engine, sha = shipped_ort_backend(options)
+            result, extra = AdaptResult(), {}
+        progress.log(f"intersr: inference with {engine.describe()} ({choice.reason})")
+        output = super_resolve(engine, normalised, positions, factor, thickness / s,
+                               progress=progress)
+        del engine
     progress.update("check", 0, 1)
     consistency = data_consistency_db(normalised, output, factor, thickness / spacing)
     progress.update("check", 1, 1, data_consistency_db=consistency)
     low, high = float(volume.array.min()), float(volume.array.max())
-    output = np.clip(output * scale, low, high)
-    out_geometry = output_geometry(geometry, spacing)
-    provenance = {
-        "intersr_method": METHOD_NAMES[options.method],
-        "intersr_version": __version__,
-        "intersr_weights_sha256": sha or "none (trained from scratch on this volume)",
-        "intersr_factor": f"{factor:.6g}",
-        "intersr_input_spacing_mm": f"{s:.6g}",
-        "intersr_output_spacing_mm": f"{spacing:.6g}",
-        "intersr_thickness_mm": f"{thickness:.6g}",
-        "intersr_adapt_steps": str(result.steps),
-        "intersr_adapt_final_loss": f"{result.final_loss:.6g}",
-        "intersr_data_consistency_db": f"{consistency:.4g}",
-        "intersr_note": "slices synthesised by InterSliceSR, not acquired",
+    output *= scale  # in place: the output is the largest array of a run
+    np.clip(output, low, high, out=output)
+    backend_text = describe_backend(choice.backend, adapting)
+    provenance = protocol.provenance(
+        method=METHOD_NAMES[options.method] if adapting
+        else "InterSliceSR (SliceINR, pretrained network, no fine-tuning)",
+        version=__version__,
+        backend=backend_text,
+        weights_sha256=sha or "none (trained from scratch on this volume)",
+        profile=options.profile,
+        factor=f"{factor:.6g}",
+        input_spacing_mm=f"{s:.6g}",
+        output_spacing_mm=f"{spacing:.6g}",
+        thickness_mm=f"{thickness:.6g}",
+        adapt_steps=str(result.steps),
+        adapt_final_loss=f"{result.final_loss:.6g}",
+        data_consistency_db=f"{consistency:.4g}",
         **extra,
-    }
-    return RunResult(array=output.astype(np.float32), geometry=out_geometry, factor=factor,
+    )
+    return RunResult(array=output, geometry=output_geometry(geometry, spacing), factor=factor,
                      thickness=thickness, adaptation=result, data_consistency_db=consistency,
-                     weights_sha256=sha, seconds=time.monotonic() - start, provenance=provenance)
+                     weights_sha256=sha, seconds=time.monotonic() - start,
+                     backend=backend_text, provenance=provenance)
+
+
+def describe_backend(name: str, adapting: bool) -> str:
+    """The provenance's backend field, e.g. "onnxruntime 1.31.1 (no fine-tuning)"."""
+    import importlib.metadata
+    version = ""
+    for dist in ((name,) if name == "torch" else ("onnxruntime", "onnxruntime-gpu")):
+        try:
+            version = importlib.metadata.version(dist)
+            break
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return f"{name} {version}".strip() + ("" if adapting else " (pretrained network, no "
+                                          "fine-tuning)")
 
 
 def run(input_path: str, output_path: str, options: RunOptions,
@@ -229,4 +155,4 @@ def describe(result: RunResult) -> str:
     return (f"factor {result.factor:.3g}, thickness {result.thickness:.3g} mm, "
             f"{result.adaptation.steps} adaptation steps (held-out L1 "
             f"{result.adaptation.initial_loss:.4f} -> {result.adaptation.final_loss:.4f}), "
-            f"data consistency {result.data_consistency_db:.2f} dB")
+            f"data consistency {result.data_consistency_db:.2f} dB, {result.backend}")

@@ -1,7 +1,8 @@
 """The progress protocol: one reporter, three renderings (bar, jsonl, none).
 
 jsonl writes one JSON object per line on stdout (the Slicer module parses it); everything
-meant for people goes to stderr, so stdout stays machine-readable.
+meant for people goes to stderr, so stdout stays machine-readable. Stage names and event
+fields are the schema in `intersr.protocol`.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-STAGES = ("load", "vae", "synth", "adapt", "infer", "check", "write", "done", "error")
+from .protocol import DONE, ERROR, check_stage
 
 
 class Progress:
@@ -34,6 +35,7 @@ class Progress:
         print(message, file=self.log_stream, flush=True)
 
     def update(self, stage: str, step: int, steps: int, **extra: Any) -> None:
+        check_stage(stage)
         now = time.monotonic()
         start = self._stage_start.setdefault(stage, now)
         event: dict[str, Any] = {"stage": stage, "step": int(step), "steps": int(steps)}
@@ -49,7 +51,7 @@ class Progress:
             self._bar(event, force=step >= steps)
 
     def done(self, output: str, seconds: float, **extra: Any) -> None:
-        event = {"stage": "done", "output": output, "seconds": round(seconds, 2), **extra}
+        event = {"stage": DONE, "output": output, "seconds": round(seconds, 2), **extra}
         if self.mode == "jsonl":
             self._emit(event)
         elif self.mode == "bar":
@@ -58,7 +60,7 @@ class Progress:
 
     def error(self, message: str) -> None:
         if self.mode == "jsonl":
-            self._emit({"stage": "error", "message": message})
+            self._emit({"stage": ERROR, "message": message})
         self._close_bar()
         print(f"intersr: error: {message}", file=self.log_stream, flush=True)
 

@@ -3,8 +3,7 @@
 The engine works on a canonical float32 array shaped (slices, rows, cols), where axis 0 is
 the slice axis (largest spacing). `Geometry` remembers how to map that array back to the
 image's physical space, and `output_geometry` implements the same-field-of-view convention
-of DESIGN.md: input slab i covers [c_i - s/2, c_i + s/2]; output sample j sits at
-c_0 - s/2 + h/2 + j*h.
+of DESIGN.md with the one grid rule (`intersr.grid`).
 """
 from __future__ import annotations
 
@@ -16,9 +15,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .grid import (ISOTROPY_TOLERANCE, find_slice_axis, is_isotropic,  # noqa: F401 (re-exported)
+                   origin_shift, output_positions, output_slice_count)
 
 WRITABLE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")  # single-file formats: atomic rename
-ISOTROPY_TOLERANCE = 1.2  # max/min spacing below this counts as already isotropic
 DICOM_SLICE_THICKNESS = "0018|0050"
 
 
@@ -67,16 +67,6 @@ def _numpy_order(slice_axis: int) -> tuple[int, int, int]:
     """Permutation from SimpleITK's numpy array (z, y, x) to canonical (slice, rows, cols)."""
     rows_axis, cols_axis = _inplane_itk_axes(slice_axis)
     return (2 - slice_axis, 2 - rows_axis, 2 - cols_axis)
-
-
-def find_slice_axis(spacing: tuple[float, ...]) -> int:
-    """The axis with the largest spacing; ties go to the highest axis (usually z)."""
-    largest = max(spacing)
-    return max(i for i, s in enumerate(spacing) if s >= largest * (1 - 1e-6))
-
-
-def is_isotropic(spacing: tuple[float, ...]) -> bool:
-    return max(spacing) / min(spacing) < ISOTROPY_TOLERANCE
 
 
 def geometry_of(image: sitk.Image, slice_axis: int | None = None) -> Geometry:
@@ -174,17 +164,6 @@ def load_volume(path: str | os.PathLike, *, force: bool = False) -> Volume:
     return to_volume(image, slice_thickness=thickness, force=force, source=str(path))
 
 
-def output_slice_count(n_slices: int, factor: float) -> int:
-    """Number of output slices covering the input's field of view at factor k = s/h."""
-    return max(1, int(np.floor(n_slices * factor + 0.5 - 1e-6)))
-
-
-def output_positions(n_slices: int, factor: float) -> np.ndarray:
-    """Centres of the output slices in input-slice index units (slab i is centred on i)."""
-    j = np.arange(output_slice_count(n_slices, factor), dtype=np.float64)
-    return (j + 0.5) / factor - 0.5
-
-
 def output_geometry(geometry: Geometry, new_spacing: float) -> Geometry:
     """Same field of view, new spacing along the slice axis; direction kept exactly."""
     axis = geometry.slice_axis
@@ -194,8 +173,8 @@ def output_geometry(geometry: Geometry, new_spacing: float) -> Geometry:
     size[axis] = output_slice_count(size[axis], factor)
     spacing = list(geometry.spacing)
     spacing[axis] = new_spacing
-    shift = -s / 2 + new_spacing / 2
-    origin = np.asarray(geometry.origin) + geometry.direction_matrix()[:, axis] * shift
+    origin = np.asarray(geometry.origin) + (geometry.direction_matrix()[:, axis]
+                                            * origin_shift(s, new_spacing))
     return replace(geometry, size=tuple(size), spacing=tuple(spacing),
                    origin=tuple(float(o) for o in origin))
 

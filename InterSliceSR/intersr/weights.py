@@ -5,7 +5,6 @@ silently producing worse images.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -15,23 +14,9 @@ import torch
 
 from .errors import WeightsError
 from .network import NetConfig, build_network
+from .resources import MANIFEST, manifest_entry, models_dir, sha256_of, verified
 
-MANIFEST = "weights.json"
-
-
-def models_dir() -> Path:
-    override = os.environ.get("INTERSR_MODELS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parent.parent / "Resources" / "Models"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["Pretrained", "load_pretrained", "save_weights", "models_dir", "sha256_of"]
 
 
 @dataclass
@@ -44,33 +29,22 @@ class Pretrained:
 
 def load_pretrained(path: str | os.PathLike | None = None,
                     config: NetConfig | None = None) -> Pretrained | None:
-    """The shipped network, or None when no manifest exists (the caller starts from scratch).
+    """The shipped network (path None), the one at `path`, or None for path "none".
 
-    path: a weights file with its own manifest entry, or a folder holding weights.json.
+    path: a weights file listed in the manifest beside it, or a folder holding weights.json.
+    Missing or altered weights raise WeightsError: never a silent run from scratch.
     """
+    if path is not None and str(path).lower() == "none":
+        return None
     folder = Path(path) if path is not None else models_dir()
     if folder.is_file():
         folder, wanted = folder.parent, folder.name
+    elif path is not None and not folder.exists():
+        raise WeightsError(f"--weights {path}: no such file or folder")
     else:
         wanted = None
-    manifest_path = folder / MANIFEST
-    if not manifest_path.exists():
-        if path is not None:
-            raise WeightsError(f"no {MANIFEST} beside the weights in {folder}")
-        return None
-    manifest = json.loads(manifest_path.read_text())
-    entries = manifest["weights"]
-    entry = next((e for e in entries if wanted in (None, e["file"])), None)
-    if entry is None:
-        raise WeightsError(f"{wanted} is not listed in {manifest_path}")
-    file = folder / entry["file"]
-    if not file.exists():
-        raise WeightsError(f"weights file missing: {file} (listed in {manifest_path}); "
-                           "reinstall the extension or restore the file")
-    digest = sha256_of(file)
-    if digest != entry["sha256"]:
-        raise WeightsError(f"weights file {file} is corrupted: sha256 {digest[:12]}... does not "
-                           f"match {entry['sha256'][:12]}... in {manifest_path}")
+    entry = manifest_entry(folder, wanted)
+    file = verified(folder, entry["file"], entry["sha256"])
     net_config = NetConfig(**entry["config"])
     if config is not None and config.design != net_config.design:
         raise WeightsError(f"shipped weights are for design {net_config.design!r}, "
@@ -78,12 +52,17 @@ def load_pretrained(path: str | os.PathLike | None = None,
     model = build_network(net_config)
     state = torch.load(file, map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() for k, v in state.items()})
-    return Pretrained(model=model, config=net_config, sha256=digest, name=entry["file"])
+    return Pretrained(model=model, config=net_config, sha256=entry["sha256"], name=entry["file"])
 
 
 def save_weights(model: torch.nn.Module, config: NetConfig, folder: Path, file: str,
-                 extra: dict | None = None, half: bool = True) -> str:
-    """Write weights (fp16 to keep the extension small) and update the manifest entry."""
+                 extra: dict | None = None, half: bool = True, onnx: bool | None = None) -> str:
+    """Write weights (fp16 to keep the extension small) and update the manifest entry.
+
+    onnx: also write the ONNX export (of exactly these fp16-rounded weights) with its sha256;
+    None = when writing the shipped models folder, so re-shipped weights never leave a stale
+    ONNX file behind.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v)
              for k, v in model.state_dict().items()}
@@ -92,10 +71,23 @@ def save_weights(model: torch.nn.Module, config: NetConfig, folder: Path, file: 
     torch.save(state, temp)
     os.replace(temp, target)
     digest = sha256_of(target)
+    entry = {"file": file, "sha256": digest, "config": config.to_dict(), **(extra or {})}
+    if onnx or (onnx is None and folder.resolve() == models_dir().resolve()):
+        entry["onnx"] = write_onnx(state, config, folder, Path(file).with_suffix(".onnx").name,
+                                   digest)
     manifest_path = folder / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"weights": []}
     manifest["weights"] = [e for e in manifest["weights"] if e["file"] != file]
-    manifest["weights"].append({"file": file, "sha256": digest, "config": config.to_dict(),
-                                **(extra or {})})
+    manifest["weights"].append(entry)
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return digest
+
+
+def write_onnx(state: dict, config: NetConfig, folder: Path, file: str, source_sha256: str) -> dict:
+    """Export the network with `state` (as loaded: fp16 -> fp32) to ONNX; its manifest entry."""
+    from .export import export_onnx
+    model = build_network(config)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    path = export_onnx(model, folder / file)
+    return {"file": file, "sha256": sha256_of(path), "source_sha256": source_sha256,
+            "opset": 17, "inputs": "lr (B,1,n,W), positions (m,), factor (), blur ()"}

@@ -1,0 +1,79 @@
+"""Export the network to ONNX: dynamic sizes; positions, factor and blur are inputs.
+
+Uses torch's TorchScript-based exporter (`dynamo=False`): it needs only torch, while the
+dynamo exporter of torch 2.13 also needs `onnxscript`. Inputs: lr (B, 1, n, W) float32,
+positions (m,) float32 in slab index units, factor () and blur () float32 scalars; output
+(B, 1, m, W). Every dimension is dynamic, so one file serves any volume and any factor.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+OPSET = 17
+INPUTS = ("lr", "positions", "factor", "blur")
+
+
+class _Exported(torch.nn.Module):
+    """The network with factor and blur as tensors (inputs of the graph, not constants)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, lr, positions, factor, blur):
+        return self.net(lr, positions, factor, blur)
+
+
+def export_onnx(model: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Write `model` (on the CPU, float32) as ONNX to `path` atomically."""
+    path = Path(path)
+    model = model.float().cpu().eval()
+    example = (torch.rand(2, 1, 6, 16), torch.as_tensor((np.arange(15) + 0.5) / 2.5 - 0.5,
+                                                        dtype=torch.float32),
+               torch.tensor(2.5), torch.tensor(1.0))
+    temp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(
+                _Exported(model), example, str(temp), dynamo=False, opset_version=OPSET,
+                input_names=list(INPUTS), output_names=["out"],
+                dynamic_axes={"lr": {0: "planes", 2: "slabs", 3: "width"},
+                              "positions": {0: "slices"},
+                              "out": {0: "planes", 2: "slices", 3: "width"}})
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def ship(folder: Path | None = None) -> dict:
+    """(Re-)export the shipped weights of `folder`'s manifest to ONNX and record it there."""
+    import json
+
+    from .resources import MANIFEST, manifest_entry, models_dir, verified
+    from .weights import write_onnx
+    from .network import NetConfig
+    folder = folder or models_dir()
+    entry = manifest_entry(folder)
+    path = verified(folder, entry["file"], entry["sha256"])
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    onnx = write_onnx(state, NetConfig(**entry["config"]), folder,
+                      Path(entry["file"]).with_suffix(".onnx").name, entry["sha256"])
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for item in manifest["weights"]:
+        if item["file"] == entry["file"]:
+            item["onnx"] = onnx
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return onnx
+
+
+if __name__ == "__main__":
+    import sys
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    print(ship(target))

@@ -1,0 +1,88 @@
+"""The torch part of a run: device, initial network, adaptation, and its inference backend.
+
+Imported only when a run uses torch (adaptation, or `--backend torch`): the rest of the
+pipeline is torch-free so that `--no-adapt` runs on ONNX Runtime alone.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .adapt import AdaptConfig, adapt
+from .backends import Backend, OrtBackend, TorchBackend
+from .errors import ResourceError
+from .network import NetConfig, build_network
+from .options import ADAPT_BATCH, RunOptions, adapts, budget_for
+from .progress import Progress
+from .results import AdaptResult
+from .weights import load_pretrained
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ResourceError("--device cuda was requested but no CUDA GPU is available to "
+                            f"PyTorch {torch.__version__}; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def initial_model(options: RunOptions, log: Callable[[str], None]) -> tuple[torch.nn.Module, str]:
+    """The shipped (or given) pretrained network; `--weights none` starts from scratch."""
+    pretrained = load_pretrained(options.weights)
+    if pretrained is None:
+        log("intersr: --weights none: starting from scratch (results need a longer adaptation)")
+        torch.manual_seed(options.seed)
+        return build_network(NetConfig(design=options.design)), ""
+    return pretrained.model, pretrained.sha256
+
+
+def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
+    budget = budget_for(options, device.type)
+    return AdaptConfig(steps=budget.steps, seconds=budget.seconds,
+                       batch=ADAPT_BATCH[device.type], seed=options.seed)
+
+
+def adapted_backend(options: RunOptions, normalised: np.ndarray,
+                    spacing3: tuple[float, float, float], thickness: float, factor: float,
+                    use_ort: bool, progress: Progress, workdir: str | None = None
+                    ) -> tuple[Backend, AdaptResult, str, dict[str, str]]:
+    """Adapt (unless the options say not to) and return the backend that runs the result.
+
+    Returns (backend, adaptation, weights sha256, extra provenance by short key).
+    use_ort: export the (adapted) network to ONNX and run it with ONNX Runtime.
+    """
+    device = pick_device(options.device)
+    torch.manual_seed(options.seed)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model, sha = initial_model(options, progress.log)
+    result = AdaptResult()
+    extra: dict[str, str] = {}
+    if adapts(options) and options.method == "self-supervised":
+        result = adapt(model, normalised, spacing3, thickness, adapt_config(options, device),
+                       device, progress)
+    elif adapts(options):
+        from .vae_pairs import train_on_vae_pairs
+        pairs = train_on_vae_pairs(model, normalised, spacing3, thickness, factor,
+                                   adapt_config(options, device), device,
+                                   combined=options.method == "vae-combined", progress=progress)
+        result = pairs.adaptation
+        extra = {"vae_steps": str(pairs.vae.steps),
+                 "vae_final_l1": f"{pairs.vae.final_loss:.6g}",
+                 "synthetic_slices": str(pairs.synthetic_shape[0])}
+    if not use_ort:
+        return TorchBackend(model, device), result, sha, extra
+    from .export import export_onnx
+    progress.update("export", 0, 1)
+    folder = workdir or tempfile.mkdtemp(prefix="intersr-onnx-")
+    path = export_onnx(model, Path(folder) / "adapted.onnx")
+    config = getattr(model, "config", NetConfig())
+    backend = OrtBackend(path, options.device, channels=config.channels, hidden=config.hidden)
+    progress.update("export", 1, 1)
+    return backend, result, sha, extra
