@@ -382,3 +382,24 @@ def test_quick_mode_disables_the_fine_tuning_settings():
         assert state[name]["enabled"] is False, name
     assert state["quickCheckBox"]["enabled"] and state["deviceComboBox"]["enabled"]
     assert panel.panel_state(running=False, budget="seconds")["budgetSecondsSpinBox"]["enabled"]
+
+
+def test_every_gui_parameter_reaches_the_engine():
+    """Each parameter-node field (but the input node) is a RunParameters field, so
+    ``RunParameters.fromParameterNode`` carries it to the engine's command line."""
+    from dataclasses import fields
+    from types import SimpleNamespace
+
+    from InterSliceSRLib.logic import RunParameters
+
+    node = next(n for n in ast.walk(TREE) if isinstance(n, ast.ClassDef) and n.name == "InterSliceSRParameterNode")
+    gui = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)} - {"inputVolume"}
+    assert gui <= {f.name for f in fields(RunParameters)}, gui - {f.name for f in fields(RunParameters)}
+    values = dict(targetSpacing=0.0, sliceThickness=0.0, device="cpu", budget="balanced", budgetSeconds=120.0,
+                  seed=3, method="vae-pairs", noAdapt=False)
+    assert set(values) == gui
+    args = RunParameters.fromParameterNode(SimpleNamespace(**values)).engineArgs("i", "o", python="py")
+    assert args[args.index("--method") + 1] == "vae-pairs" and args[args.index("--seed") + 1] == "3"
+    quick = RunParameters.fromParameterNode(SimpleNamespace(**dict(values, noAdapt=True))).engineArgs(
+        "i", "o", python="py")
+    assert "--no-adapt" in quick and "--budget" not in quick
