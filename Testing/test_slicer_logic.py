@@ -36,7 +36,7 @@ from InterSliceSRLib import geometry, progress  # noqa: E402
 from InterSliceSRLib.engine_process import build_engine_args  # noqa: E402
 from InterSliceSRLib.logic import InterSliceSRLogicCore, RunError, RunParameters  # noqa: E402
 
-from intersr import memory, options  # noqa: E402
+from intersr import memory, options, protocol  # noqa: E402
 from intersr.errors import InputError  # noqa: E402
 from intersr.resources import SAMPLE  # noqa: E402
 TOL_MM = 1e-4
@@ -347,10 +347,10 @@ def test_run_parameters_are_derived_from_the_one_declaration():
 
 
 def test_progress_parsing_is_tolerant():
-    assert progress.parse_line('{"stage": "adapt", "step": 3, "steps": 10, "loss": 0.5}\n')["step"] == 3
-    assert progress.parse_line("intersr: warning\n") == {"stage": "log", "message": "intersr: warning"}
-    assert progress.parse_line('{"not": "an event"}')["stage"] == "log"
-    assert progress.parse_line("{broken json}")["stage"] == "log"
+    assert protocol.parse_line('{"stage": "adapt", "step": 3, "steps": 10, "loss": 0.5}\n')["step"] == 3
+    assert protocol.parse_line("intersr: warning\n") == {"stage": "log", "message": "intersr: warning"}
+    assert protocol.parse_line('{"not": "an event"}')["stage"] == "log"
+    assert protocol.parse_line("{broken json}")["stage"] == "log"
     state = progress.ProgressState()
     state.update({"stage": "load", "step": 1, "steps": 1})
     state.update({"stage": "adapt", "step": 50, "steps": 100, "loss": 0.02, "eta_s": 75})
@@ -368,7 +368,8 @@ def test_grid_and_memory_estimate():
     assert geometry.describe_grid((10, 10, 10), (1, 1, 1.1)).isotropic_input
     coronal = geometry.describe_grid((128, 128, 62), (2, 2, 3), ((1, 0, 0), (0, 0, 1), (0, -1, 0)))
     assert coronal.plane == "coronal" and coronal.output_size == (128, 128, 93)
-    assert "MiB" in coronal.summary()["memory"]
+    assert coronal.summary()["memory"] == geometry.format_bytes(coronal.estimated_memory_bytes)
+    assert coronal.summary()["memory"].endswith("GiB")  # the runtime alone is about 1 GiB
     # 7 slices at x2.5: the one grid rule gives 17 (an 18th centre would sit on the edge)
     assert geometry.describe_grid((64, 64, 7), (1.0, 1.0, 2.5)).output_size == (64, 64, 17)
 

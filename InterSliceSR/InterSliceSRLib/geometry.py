@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from intersr import grid as grid_rule
 from intersr import memory
-from intersr.grid import output_slice_count  # noqa: F401 (re-exported for the module)
 
 _AXIS_NAMES = ("I", "J", "K")
 _PLANE_BY_RAS_AXIS = ("sagittal", "coronal", "axial")

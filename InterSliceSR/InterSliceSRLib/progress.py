@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from intersr.protocol import STAGE_LABELS, STAGE_SPANS as _STAGE_SPAN, parse_line  # noqa: F401
+from intersr.protocol import STAGE_LABELS, STAGE_SPANS as _STAGE_SPAN
 
 
 def format_seconds(seconds) -> str:
