@@ -125,7 +125,7 @@ class InterSliceSRParameterNode:
     budget - fine-tuning budget: a preset of intersr.options.BUDGET_PRESETS (per device) or "seconds".
     budgetSeconds - fine-tuning seconds when budget is "seconds".
     seed - random seed of the fine-tuning.
-    method - how the network adapts: "self-supervised" (Wang et al.) or "vae-pairs" (Xuan et al.).
+    method - what the network is fine-tuned on: "self-supervised", "vae-pairs" or "vae-combined".
     noAdapt - quick mode: the shipped network without fine-tuning (runs without PyTorch, ONNX Runtime).
     """
 

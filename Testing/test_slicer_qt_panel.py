@@ -158,7 +158,10 @@ def test_panel_renders_offscreen_with_the_sample(ui, tmp_path):
     assert not install.isEnabled() and install.text() == "Dependencies installed"
     assert [panel_qt.child(ui, "budgetComboBox").itemText(i) for i in range(4)] == ["fast", "balanced", "best", "seconds"]
     assert info.output_size == (128, 128, 93)
-    assert [panel_qt.child(ui, "methodComboBox").itemText(i) for i in range(2)] == ["self-supervised", "vae-pairs"]
+    from intersr import options
+
+    method = panel_qt.child(ui, "methodComboBox")
+    assert [method.itemText(i) for i in range(method.count())] == list(options.METHODS)
     quick = panel_qt.child(ui, "quickCheckBox")
     assert quick.isEnabled() and not quick.isChecked()
     path = panel_qt.render(ui, tmp_path / "panel.png")
