@@ -125,7 +125,7 @@ class InterSliceSRParameterNode:
     budget - fine-tuning budget: a preset of intersr.options.BUDGET_PRESETS (per device) or "seconds".
     budgetSeconds - fine-tuning seconds when budget is "seconds".
     seed - random seed of the fine-tuning.
-    method - what the network is fine-tuned on: "self-supervised", "vae-pairs" or "vae-combined".
+    method - what the network is fine-tuned on: "self-supervised" or "vae-pairs" (docs/vae.md).
     noAdapt - quick mode: the shipped network without fine-tuning (runs without PyTorch, ONNX Runtime).
     """
 
@@ -138,7 +138,7 @@ class InterSliceSRParameterNode:
     budget: Annotated[str, Choice(list(options.GUI_BUDGETS))] = options.DEFAULT_PRESET
     budgetSeconds: Annotated[float, WithinRange(1.0, 7200.0)] = 120.0
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
-    method: Annotated[str, Choice(list(options.METHODS))] = options.BY_NAME["method"].default
+    method: Annotated[str, Choice(list(options.GUI_METHODS))] = "self-supervised"
     noAdapt: bool = False
 
 

@@ -161,7 +161,7 @@ def test_panel_renders_offscreen_with_the_sample(ui, tmp_path):
     from intersr import options
 
     method = panel_qt.child(ui, "methodComboBox")
-    assert [method.itemText(i) for i in range(method.count())] == list(options.METHODS)
+    assert [method.itemText(i) for i in range(method.count())] == list(options.GUI_METHODS)
     quick = panel_qt.child(ui, "quickCheckBox")
     assert quick.isEnabled() and not quick.isChecked()
     path = panel_qt.render(ui, tmp_path / "panel.png")

@@ -25,7 +25,7 @@ def _params():
         "budget": (str, options.GUI_BUDGETS, options.DEFAULT_PRESET),
         "budgetSeconds": (float, None, 120.0),
         "seed": (int, None, 0),
-        "method": (str, options.METHODS, options.BY_NAME["method"].default),
+        "method": (str, options.GUI_METHODS, "self-supervised"),
         "noAdapt": (bool, None, False),
     }
 
