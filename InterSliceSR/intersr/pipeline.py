@@ -82,13 +82,15 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
             from .torch_run import adapted_backend
             engine, result, sha, extra = adapted_backend(
                 options, normalised, (s, *geometry.inplane_spacings), thickness, factor,
-                use_ort=choice.backend == "onnxruntime", progress=progress, workdir=workdir)
+                use_ort=choice.backend == "onnxruntime", progress=progress, workdir=workdir,
+                ort_on_cpu=choice.ort_on_cpu)
         else:
             engine, sha = shipped_ort_backend(options)
             result, extra = AdaptResult(), {}
         progress.log(f"intersr: inference with {engine.describe()} ({choice.reason})")
         output = super_resolve(engine, normalised, positions, factor, thickness / s,
                                progress=progress)
+        backend_text = describe_backend(engine.name, adapting) + f" on {engine.device}"
         del engine
     progress.update("check", 0, 1)
     consistency = data_consistency_db(normalised, output, factor, thickness / spacing)
@@ -96,7 +98,6 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     low, high = float(volume.array.min()), float(volume.array.max())
     output *= scale  # in place: the output is the largest array of a run
     np.clip(output, low, high, out=output)
-    backend_text = describe_backend(choice.backend, adapting)
     provenance = protocol.provenance(
         method=METHOD_NAMES[options.method] if adapting
         else "InterSliceSR (SliceINR, pretrained network, no fine-tuning)",

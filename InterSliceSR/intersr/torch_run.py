@@ -50,12 +50,14 @@ def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
 
 def adapted_backend(options: RunOptions, normalised: np.ndarray,
                     spacing3: tuple[float, float, float], thickness: float, factor: float,
-                    use_ort: bool, progress: Progress, workdir: str | None = None
+                    use_ort: bool, progress: Progress, workdir: str | None = None,
+                    ort_on_cpu: bool = False
                     ) -> tuple[Backend, AdaptResult, str, dict[str, str]]:
     """Adapt (unless the options say not to) and return the backend that runs the result.
 
     Returns (backend, adaptation, weights sha256, extra provenance by short key).
-    use_ort: export the (adapted) network to ONNX and run it with ONNX Runtime.
+    use_ort: export the (adapted) network to ONNX and run it with ONNX Runtime;
+    ort_on_cpu: do so when the run is on the CPU (--backend auto).
     """
     device = pick_device(options.device)
     torch.manual_seed(options.seed)
@@ -76,13 +78,13 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
         extra = {"vae_steps": str(pairs.vae.steps),
                  "vae_final_l1": f"{pairs.vae.final_loss:.6g}",
                  "synthetic_slices": str(pairs.synthetic_shape[0])}
-    if not use_ort:
+    if not (use_ort or (ort_on_cpu and device.type == "cpu")):
         return TorchBackend(model, device), result, sha, extra
     from .export import export_onnx
     progress.update("export", 0, 1)
     folder = workdir or tempfile.mkdtemp(prefix="intersr-onnx-")
     path = export_onnx(model, Path(folder) / "adapted.onnx")
     config = getattr(model, "config", NetConfig())
-    backend = OrtBackend(path, options.device, channels=config.channels, hidden=config.hidden)
+    backend = OrtBackend(path, device.type, channels=config.channels, hidden=config.hidden)
     progress.update("export", 1, 1)
     return backend, result, sha, extra
