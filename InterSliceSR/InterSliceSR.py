@@ -125,6 +125,7 @@ class InterSliceSRParameterNode:
     budget - fine-tuning budget: a preset of intersr.options.BUDGET_PRESETS (per device) or "seconds".
     budgetSeconds - fine-tuning seconds when budget is "seconds".
     seed - random seed of the fine-tuning.
+    method - what the network is fine-tuned on: "self-supervised" or "vae-pairs" (docs/vae.md).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -136,6 +137,7 @@ class InterSliceSRParameterNode:
     budget: Annotated[str, Choice(list(options.GUI_BUDGETS))] = options.DEFAULT_PRESET
     budgetSeconds: Annotated[float, WithinRange(1.0, 7200.0)] = 120.0
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
+    method: Annotated[str, Choice(list(options.GUI_METHODS))] = "self-supervised"
 
 
 #

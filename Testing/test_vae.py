@@ -145,3 +145,20 @@ def test_gui_progress_labels_vae_stages_and_never_goes_back():
         if event["stage"] == "synth":
             assert state.text().startswith("Synthesising thin-slice volumes")
     assert fractions == sorted(fractions) and 0.05 < fractions[1] < fractions[2] < 0.8
+
+
+def test_slicer_method_choice_reaches_the_engine_command():
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "InterSliceSR"))
+    from InterSliceSRLib.logic import RunParameters
+
+    def engine_args(method):
+        node = SimpleNamespace(targetSpacing=0.0, sliceThickness=0.0, device="cpu",
+                               budget="fast", budgetSeconds=120.0, seed=0, method=method)
+        return RunParameters.fromParameterNode(node).engineArgs("in.nrrd", "out.nrrd",
+                                                                python="python")
+
+    args = engine_args("vae-pairs")
+    assert args[args.index("--method") + 1] == "vae-pairs"
+    assert "--method" not in engine_args("self-supervised")  # the default is left out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .i18n import _
 
 INPUT_WIDGETS = ("inputSelector", "targetSpacingSpinBox", "sliceThicknessSpinBox", "deviceComboBox",
-                 "budgetComboBox", "seedSpinBox")
+                 "budgetComboBox", "seedSpinBox", "methodComboBox")
 GEOMETRY_LABELS = ("sliceAxisLabel", "inputGeometryLabel", "outputGeometryLabel", "memoryLabel")
 
 
