@@ -41,7 +41,7 @@ from intersr.errors import InputError  # noqa: E402
 from intersr.resources import SAMPLE  # noqa: E402
 TOL_MM = 1e-4
 TORCH_FREE_CORE = {"intersr.options", "intersr.grid", "intersr.memory", "intersr.protocol",
-                   "intersr.errors", "intersr.resources"}
+                   "intersr.errors", "intersr.resources", "intersr.filecheck"}
 # Engine files that stay in the pip package but are not shipped in the Slicer extension.
 TOOLING = {"bench.py", "bench_backends.py", "train.py"}
 

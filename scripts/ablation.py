@@ -38,25 +38,25 @@ def model_for(source: str) -> torch.nn.Module:
         return load_pretrained().model
     model = build_network(NetConfig())
     if source != "none":
-        model.load_state_dict(torch.load(source, map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True)["model"])
     return model
 
 
 def run_variant(volume, source: str, adapted: bool, steps: int, factor: float, thickness: float):
     model = model_for(source)
     array = volume.array
-    scale = normaliser(array)
+    intensity = normaliser(array)
     s = volume.geometry.slice_spacing
     history = []
     t0 = time.monotonic()
     if adapted:
-        result = adapt(model, array / scale, (s, *volume.geometry.inplane_spacings), thickness,
+        result = adapt(model, intensity.apply(array), (s, *volume.geometry.inplane_spacings), thickness,
                        AdaptConfig(steps=steps, eval_every=10, patience=10**6, seed=0),
                        torch.device("cpu"))
         history = [(0, result.initial_loss)] + [(h[0], h[2]) for h in result.history]
     positions = output_positions(array.shape[0], factor)
-    out = super_resolve(model, array / scale, positions, factor, thickness / s, torch.device("cpu"))
-    out = np.clip(out * scale, array.min(), array.max())
+    out = super_resolve(model, intensity.apply(array), positions, factor, thickness / s, torch.device("cpu"))
+    out = np.clip(intensity.invert(out), array.min(), array.max())
     return out, history, time.monotonic() - t0
 
 

@@ -39,20 +39,20 @@ def main() -> None:
             thick = thick_case(reference, Case("z", 2, factor, factor))
             volume = to_volume(thick, force=True)
             geometry = output_geometry(volume.geometry, reference.GetSpacing()[2])
-            scale = normaliser(volume.array)
+            intensity = normaliser(volume.array)
             row = {"volume": name.split(".")[0], "factor": factor}
             for design in ("inr", "cnn"):
                 torch.manual_seed(0)
                 model = build_network(NetConfig(design=design))
-                result = adapt(model, volume.array / scale, (factor, 1.0, 1.0), factor,
+                result = adapt(model, intensity.apply(volume.array), (factor, 1.0, 1.0), factor,
                                AdaptConfig(seconds=args.seconds, steps=10**6, patience=10**6,
                                            seed=0), torch.device("cpu"))
                 t0 = time.monotonic()
-                out = super_resolve(model, volume.array / scale,
+                out = super_resolve(model, intensity.apply(volume.array),
                                     output_positions(volume.array.shape[0], factor), factor,
                                     1.0, torch.device("cpu"))
                 infer_s = time.monotonic() - t0
-                est = sitk.GetArrayFromImage(to_image(out * scale, geometry))
+                est = sitk.GetArrayFromImage(to_image(intensity.invert(out).astype("float32"), geometry))
                 row[design] = {**quality(ref[:est.shape[0]], est), "steps": result.steps,
                                "infer_seconds": round(infer_s, 2),
                                "params": sum(p.numel() for p in model.parameters())}

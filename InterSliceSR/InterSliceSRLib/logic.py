@@ -5,7 +5,10 @@ Guarantees (tested in Testing/test_slicer_logic.py against a real MRML scene):
 - the result is read into a NEW vtkMRMLScalarVolumeNode that is added to the scene only once
   it was read completely; a failed or cancelled run adds nothing;
 - the run's temporary folder is removed in every case (success, failure, cancel);
-- one run at a time per Slicer process: a second ``start`` while one runs is refused.
+- one run at a time per Slicer process: a second ``start`` while one runs is refused;
+- faults around the run say what happened: the input node removed (or the scene closed) during
+  a run stops the engine at once and adds nothing; an engine killed by a signal is reported as
+  "killed (out of memory?)"; a full disk is named as such (docs/faults.md).
 
 MRML is touched only from the thread that calls ``start``/``poll``/``wait``/``cancel`` (the
 GUI calls ``poll`` from a QTimer in the main thread).
@@ -15,12 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
 from dataclasses import asdict, field, make_dataclass
 
 from intersr import options, protocol
+from intersr.filecheck import disk_full_reason
 
 from .engine_process import EngineProcess, build_engine_args
 from .progress import ProgressState
@@ -83,10 +88,12 @@ class InterSliceSRLogicCore:
         self._process = None
         self._tempDir = None
         self._inputNode = None
+        self._scene = None
         self._params = None
         self._onEvent = None
         self._startTime = None
         self._cancelRequested = False
+        self._abandonMessage = None
         # schedule(milliseconds, callback): a one-shot timer of the caller's event loop (Slicer
         # passes qt.QTimer.singleShot). When set, every run finishes on its own (console
         # ``process(wait=False)``, with or without ``on_event``); None = the owner polls.
@@ -145,11 +152,18 @@ class InterSliceSRLogicCore:
             self.errorMessage = ""
             self.doneEvent = None
             self._inputNode = inputNode
+            self._scene = inputNode.GetScene()
             self._params = params
             self._onEvent = on_event
             self._startTime = time.monotonic()
             self._cancelRequested = False
-            self._tempDir = tempfile.mkdtemp(prefix="InterSliceSR-", dir=self._tempParent())
+            self._abandonMessage = None
+            parent = self._tempParent()
+            try:
+                self._tempDir = tempfile.mkdtemp(prefix="InterSliceSR-", dir=parent)
+            except OSError as exc:
+                raise RunError(f"cannot create a temporary folder in {parent or tempfile.gettempdir()}: "
+                               f"{exc.strerror}") from None
             inputPath = os.path.join(self._tempDir, "input.nrrd")
             outputPath = os.path.join(self._tempDir, "output.nrrd")
             writeVolumeToFile(inputNode, inputPath)
@@ -191,6 +205,11 @@ class InterSliceSRLogicCore:
         if self._cancelRequested:
             if self._process.finished:
                 self._finishCancel()
+            return self.state
+        if not self._inputPresent():
+            self._abandon(f"the input volume '{self._inputName()}' was removed from the scene "
+                          "(or the scene was closed) during the run; the engine was stopped "
+                          "and nothing was added")
             return self.state
         for event in self._process.events():
             self._handleEvent(event)
@@ -235,9 +254,36 @@ class InterSliceSRLogicCore:
             if event.get("stage") == "log":
                 self.progress.update(event)
         self._cleanup()
+        if self._abandonMessage:  # stopped because the result had nowhere to go
+            self.state = "failed"
+            self.errorMessage = self._abandonMessage
+            self._release()
+            self._emit({"stage": "failed", "message": self._abandonMessage})
+            return
         self.state = "cancelled"
         self._release()
         self._emit({"stage": "cancelled", "message": "Cancelled: nothing was added to the scene"})
+
+    def _inputPresent(self) -> bool:
+        node, scene = self._inputNode, self._scene
+        return (node is not None and scene is not None and node.GetScene() is scene
+                and bool(scene.IsNodePresent(node)))
+
+    def _inputName(self) -> str:
+        try:
+            return self._inputNode.GetName()
+        except Exception:
+            return "?"
+
+    def _abandon(self, message: str) -> None:
+        """Stop the engine because its result has nowhere to go; the run then fails cleanly
+        (state "failed" once the process tree is gone, like a cancel)."""
+        self._abandonMessage = message
+        self._cancelRequested = True
+        if self._process is not None:
+            self._process.request_stop()
+        if self._process is None or self._process.finished:
+            self._finishCancel()
 
     # ------------------------------------------------------------------ console API
     def process(self, inputNode, spacing=None, thickness=None, device="auto", adaptSeconds=None,
@@ -316,6 +362,9 @@ class InterSliceSRLogicCore:
                     "message": f"Added '{node.GetName()}' in {seconds:.1f} s"})
 
     def _failureFromLog(self, returncode) -> str:
+        killed = killedBySignal(returncode)
+        if killed:
+            return killed
         lines = [line for line in self.progress.log if line.strip()]
         for line in reversed(lines):  # the engine's own "intersr: error: ..." line
             if "error:" in line:
@@ -325,7 +374,10 @@ class InterSliceSRLogicCore:
 
     def _loadResult(self, outputPath):
         inputNode = self._inputNode
-        scene = inputNode.GetScene()
+        if not self._inputPresent():
+            raise RunError(f"the input volume '{self._inputName()}' was removed from the scene "
+                           "(or the scene was closed) during the run; nothing was added")
+        scene = self._scene
         provenance = {}
         if self.doneEvent and isinstance(self.doneEvent.get("provenance"), dict):
             provenance.update(self.doneEvent["provenance"])
@@ -366,6 +418,25 @@ class InterSliceSRLogicCore:
                 InterSliceSRLogicCore._activeRun = None
 
 
+def killedBySignal(returncode) -> str:
+    """A message for an engine ended by a signal ("" otherwise). SIGKILL from outside is what
+    the kernel's out-of-memory killer sends, so that is the likely cause users should hear."""
+    if returncode is None:
+        return ""
+    signum = -returncode if returncode < 0 else (returncode - 128 if returncode in (137,) else 0)
+    if signum <= 0:
+        return ""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    if signum == signal.SIGKILL:
+        return (f"the engine was killed ({name}), most likely because the system ran out of "
+                "memory (out of memory?); choose a coarser spacing, crop the volume or close "
+                "other programs; nothing was added")
+    return f"the engine was killed by {name}; nothing was added"
+
+
 # ---------------------------------------------------------------------- MRML helpers
 def writeVolumeToFile(volumeNode, path) -> None:
     """Write a volume node through a storage node that is not added to the scene (the scene
@@ -376,7 +447,14 @@ def writeVolumeToFile(volumeNode, path) -> None:
     storageNode.SetFileName(path)
     storageNode.SetUseCompression(False)
     if not storageNode.WriteData(volumeNode):
-        raise RunError(f"could not write '{volumeNode.GetName()}' to a temporary file {path}")
+        image = volumeNode.GetImageData()
+        needed = 4096
+        if image is not None:
+            needed += image.GetNumberOfPoints() * image.GetNumberOfScalarComponents() * \
+                image.GetScalarSize()
+        full = disk_full_reason(os.path.dirname(path), needed)
+        raise RunError(f"could not write '{volumeNode.GetName()}' to a temporary file {path}"
+                       + (f": {full}" if full else ""))
 
 
 def readVolumeFromFile(volumeNode, path) -> None:

@@ -26,7 +26,7 @@ import SimpleITK as sitk
 
 from .degrade import degrade
 from .grid import plan
-from .metrics import data_consistency_db, normaliser, quality
+from .metrics import Intensity, data_consistency_db, normaliser, quality
 from .pipeline import RunOptions, super_resolve_volume
 from .volume import geometry_of, is_isotropic, thick_slice_geometry, to_image, to_volume
 
@@ -91,7 +91,7 @@ class PeakRSS:
 def crop_to_anatomy(image: sitk.Image, size: int) -> tuple[sitk.Image, tuple[int, int, int]]:
     """Bounding box of the anatomy, then a central crop of at most `size` voxels per axis."""
     array = sitk.GetArrayViewFromImage(image)
-    mask = array > 0.1 * normaliser(array)
+    mask = normaliser(array).apply(array) > 0.1
     lo, hi = [], []
     for np_axis in (2, 1, 0):  # ITK order
         other = tuple(a for a in range(3) if a != np_axis)
@@ -148,7 +148,7 @@ def write_png(path: Path, gray: np.ndarray) -> None:
                      + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
-def through_plane_panel(arrays: list[np.ndarray], np_axis: int, scale: float,
+def through_plane_panel(arrays: list[np.ndarray], np_axis: int, intensity: Intensity,
                         upsample: int = 2) -> np.ndarray:
     """The same through-plane slice (containing the thick axis, vertical) of each array."""
     other = 2 if np_axis != 2 else 1
@@ -157,7 +157,7 @@ def through_plane_panel(arrays: list[np.ndarray], np_axis: int, scale: float,
     for array in arrays:
         index = array.shape[fixed] // 2
         plane = np.moveaxis(array, (fixed, np_axis, other), (0, 1, 2))[index]
-        plane = np.clip(plane / scale, 0, 1)[::-1]
+        plane = np.clip(intensity.apply(plane), 0, 1)[::-1]
         plane = np.kron(plane, np.ones((upsample, upsample)))
         panels.append(np.pad(plane, ((0, 0), (0, 4)), constant_values=1.0))
     return np.concatenate(panels, axis=1)
@@ -203,9 +203,8 @@ def run_case(reference: sitk.Image, case: Case, adapt_seconds: float, device: st
             rows[name]["data_consistency_db"] = data_consistency_db(
                 thick_canonical, canon.array, case.factor, case.thickness)
     if png is not None:
-        scale = normaliser(ref_crop)
         write_png(png, through_plane_panel(
-            [ref_crop, estimates["bspline"], estimates["intersr"]], np_axis, scale))
+            [ref_crop, estimates["bspline"], estimates["intersr"]], np_axis, normaliser(ref_crop)))
     return rows
 
 

@@ -1,4 +1,10 @@
-"""Errors the engine reports to users: each carries a message that says what to do."""
+"""Errors the engine reports to users: each carries a message that says what to do.
+
+Exit codes of `intersr` (docs/faults.md lists every fault and the code it gets):
+0 success (OUTPUT complete) | 1 internal error (a bug: report it; `--debug` shows the
+traceback) | 2 bad input or options | 3 resources: memory, device, disk space | 4 weights
+missing or corrupted | 5 OUTPUT could not be written | 130 cancelled (SIGINT, SIGTERM, SIGHUP).
+"""
 
 
 class InterSRError(Exception):
@@ -14,7 +20,7 @@ class InputError(InterSRError):
 
 
 class ResourceError(InterSRError):
-    """Not enough memory, or the requested device is not available."""
+    """Not enough memory or disk space, or the requested device is not available."""
 
     exit_code = 3
 
@@ -23,6 +29,12 @@ class WeightsError(InterSRError):
     """Shipped weights missing or corrupted (sha256 mismatch)."""
 
     exit_code = 4
+
+
+class OutputError(InterSRError):
+    """OUTPUT could not be written for a reason other than a full disk; nothing was left."""
+
+    exit_code = 5
 
 
 class Cancelled(InterSRError):

@@ -1,7 +1,15 @@
-"""Quality measures, as DESIGN.md defines them: normalise by the reference's 99.5th percentile,
-clip to [0, 1], PSNR and 3-D SSIM (Gaussian window, sigma 1.5) over foreground and whole crop.
+"""Quality measures and the one intensity normalisation.
+
+Normalisation maps the reference's 0.5th and 99.5th percentiles to 0 and 1, so it is invariant
+to an intensity offset and scale (uint16 scans stored with +32768 or +65280, int16 with +32500,
+floats x1000 all give the same normalised volume). For the usual MR volume with a dark
+background the 0.5th percentile is 0 and this is DESIGN.md's "divide by the 99.5th
+percentile". Measures: clip to [0, 1], PSNR and 3-D SSIM (Gaussian window, sigma 1.5) over
+foreground and whole crop.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -9,13 +17,39 @@ from scipy import ndimage
 from .degrade import degrade
 
 
-def normaliser(reference: np.ndarray) -> float:
-    scale = float(np.percentile(reference, 99.5))
-    return scale if scale > 0 else float(np.max(np.abs(reference)) or 1.0)
+LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.5
 
 
-def normalise(array: np.ndarray, scale: float) -> np.ndarray:
-    return np.clip(array.astype(np.float32) / scale, 0.0, 1.0)
+@dataclass(frozen=True)
+class Intensity:
+    """An affine intensity map: `apply` sends `low` to 0 and `high` to 1; `invert` undoes it."""
+
+    low: float
+    high: float
+
+    @property
+    def span(self) -> float:
+        return self.high - self.low
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        return ((np.asarray(array, np.float64) - self.low) / self.span).astype(np.float32)
+
+    def invert(self, array: np.ndarray) -> np.ndarray:
+        return np.asarray(array, np.float64) * self.span + self.low
+
+
+def normaliser(reference: np.ndarray) -> Intensity:
+    """Robust range of `reference`: percentiles at both ends (min/max when they coincide)."""
+    low, high = (float(v) for v in np.percentile(reference, (LOW_PERCENTILE, HIGH_PERCENTILE)))
+    if not high > low:
+        low, high = float(np.min(reference)), float(np.max(reference))
+    if not high > low:
+        high = low + 1.0  # a constant array: any unit works
+    return Intensity(low, high)
+
+
+def normalise(array: np.ndarray, intensity: Intensity) -> np.ndarray:
+    return np.clip(intensity.apply(array), 0.0, 1.0)
 
 
 def foreground_mask(reference_norm: np.ndarray, threshold: float = 0.1) -> np.ndarray:
@@ -42,8 +76,8 @@ def ssim_map(reference: np.ndarray, estimate: np.ndarray, sigma: float = 1.5) ->
 
 def quality(reference: np.ndarray, estimate: np.ndarray, exclude_slices: tuple = ()) -> dict:
     """PSNR/SSIM (foreground and whole crop) after the DESIGN.md normalisation."""
-    scale = normaliser(reference)
-    ref, est = normalise(reference, scale), normalise(estimate, scale)
+    intensity = normaliser(reference)
+    ref, est = normalise(reference, intensity), normalise(estimate, intensity)
     keep = np.ones(ref.shape, bool)
     for axis, index in exclude_slices:
         np.moveaxis(keep, axis, 0)[index] = False
@@ -60,5 +94,5 @@ def data_consistency_db(thick: np.ndarray, output: np.ndarray, factor: float, fw
     """
     again = degrade(output, 0, factor, fwhm)
     n = min(len(again), len(thick))
-    scale = normaliser(thick)
-    return psnr(normalise(thick[:n], scale), normalise(again[:n], scale))
+    intensity = normaliser(thick)
+    return psnr(normalise(thick[:n], intensity), normalise(again[:n], intensity))

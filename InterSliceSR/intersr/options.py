@@ -103,7 +103,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("no_adapt", bool, False, "no adaptation: the shipped network as it is (seconds)",
            group="budget"),
     Option("seed", int, 0, "random seed (adaptation sampling, initial weights)", minimum=0,
-           param="seed"),
+           maximum=2**32 - 1, param="seed"),
     Option("force", bool, False, "process label-map-like input anyway"),
     Option("weights", str, None, "weights file or folder with weights.json (default: the "
            "shipped ones), or 'none' to train from scratch", metavar="PATH|none"),
@@ -152,12 +152,13 @@ def check_value(option: Option, value: Any) -> Any:
     if option.kind in (int, float):
         if not math.isfinite(value):
             raise InputError(f"{option.flag} must be a finite number (got {value})")
-        low = option.minimum
+        low, text = option.minimum, (f"{value:g}" if isinstance(value, float) else str(value))
         if low is not None and (value <= low if option.above else value < low):
             raise InputError(f"{option.flag} must be {'>' if option.above else '>='} {low:g} "
-                             f"(got {value:g})" + _why(option))
+                             f"(got {text})" + _why(option))
         if option.maximum is not None and value > option.maximum:
-            raise InputError(f"{option.flag} must be <= {option.maximum:g} (got {value:g})")
+            high = f"{option.maximum:g}" if isinstance(option.maximum, float) else option.maximum
+            raise InputError(f"{option.flag} must be <= {high} (got {text})")
     return value
 
 

@@ -22,7 +22,8 @@ from .options import RunOptions, adapts, validate
 from .progress import Progress
 from .resources import shipped_onnx
 from .results import AdaptResult, RunResult
-from .volume import Volume, check_writable, load_volume, output_geometry, to_image, write_atomic
+from .volume import (ISOTROPY_TOLERANCE, Geometry, Volume, check_writable, is_isotropic,
+                     load_volume, output_geometry, to_image, write_atomic)
 
 # What each --method trains the network on, as provenance records it.
 METHOD_NAMES = {
@@ -45,6 +46,35 @@ def plan_grid(volume: Volume, options: RunOptions) -> Grid:
 def check_memory(grid: Grid, backend: str = "torch", available: int | None = None) -> int:
     """Refuse up front when the run cannot fit (the estimate the Slicer module shows)."""
     return memory.check(grid, backend, available)
+
+
+def grid_warnings(geometry: Geometry, spacing: float, options: RunOptions) -> list[str]:
+    """Say so when the default (isotropic) request cannot give an isotropic output."""
+    if options.spacing is not None or options.factor is not None:
+        return []
+    out = list(geometry.spacing)
+    out[geometry.slice_axis] = spacing
+    if is_isotropic(out):
+        return []
+    largest = max(geometry.spacing)
+    thick = [a for a, v in enumerate(geometry.spacing) if v >= largest / ISOTROPY_TOLERANCE]
+    why = (f"{len(thick)} axes are about equally thick ({largest:.4g} mm) and only one (the "
+           "slice axis) is refined" if len(thick) > 1 else "the in-plane spacings differ")
+    return ["the output is not isotropic (spacing " + " x ".join(f"{v:.4g}" for v in out)
+            + f" mm): {why}; resample the other axes separately if you need isotropic voxels"]
+
+
+def check_adaptable(volume: Volume, thickness: float) -> None:
+    """Adaptation learns from in-plane axes; refuse up front when both are too short."""
+    from .adapt import inplane_samplers  # torch: only runs that adapt get here
+    geometry = volume.geometry
+    spacing3 = (geometry.slice_spacing, *geometry.inplane_spacings)
+    if not inplane_samplers(volume.array, spacing3, thickness, np.arange(volume.array.shape[0])):
+        _, rows, cols = volume.array.shape
+        need = int(np.ceil(2 * geometry.slice_spacing / min(geometry.inplane_spacings)))
+        raise InputError(f"the in-plane axes ({rows} x {cols} voxels) are too short to adapt "
+                         f"to this volume (at least {need} voxels are needed at this slice "
+                         "spacing); use --no-adapt or a larger field of view")
 
 
 def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
@@ -70,13 +100,20 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     spacing, factor = grid.output_spacing_mm, grid.factor
     geometry = volume.geometry
     s = geometry.slice_spacing
-    thickness = options.thickness or volume.slice_thickness or s
-    if not np.isfinite(thickness) or thickness <= 0:
-        raise InputError(f"slice thickness must be a positive number of mm (got {thickness})")
+    thickness = options.thickness if options.thickness is not None else (
+        volume.slice_thickness or s)
+    if options.weights == "none" and not adapting:
+        raise InputError("--weights none with no adaptation would output an untrained "
+                         "network's guess; give an adaptation budget or drop --weights none")
+    if adapting and options.method == "self-supervised":
+        check_adaptable(volume, thickness)
     positions = grid.positions()
     check_memory(grid, choice.backend)
-    scale = normaliser(volume.array)
-    normalised = volume.array / scale
+    warnings = grid_warnings(geometry, spacing, options)
+    for warning in warnings:
+        progress.log(f"intersr: warning: {warning}")
+    intensity = normaliser(volume.array)
+    normalised = intensity.apply(volume.array)
     with tempfile.TemporaryDirectory(prefix="intersr-") as workdir:
         if choice.backend == "torch" or adapting or options.weights is not None:
             from .torch_run import adapted_backend
@@ -96,7 +133,8 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     consistency = data_consistency_db(normalised, output, factor, thickness / spacing)
     progress.update("check", 1, 1, data_consistency_db=consistency)
     low, high = float(volume.array.min()), float(volume.array.max())
-    output *= scale  # in place: the output is the largest array of a run
+    output *= np.float32(intensity.span)  # in place: the output is the largest array of a run
+    output += np.float32(intensity.low)
     np.clip(output, low, high, out=output)
     provenance = protocol.provenance(
         method=METHOD_NAMES[options.method] if adapting
@@ -113,6 +151,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         adapt_final_loss=f"{result.final_loss:.6g}",
         data_consistency_db=f"{consistency:.4g}",
         **extra,
+        **({"warnings": " | ".join(warnings)} if warnings else {}),
     )
     return RunResult(array=output, geometry=output_geometry(geometry, spacing), factor=factor,
                      thickness=thickness, adaptation=result, data_consistency_db=consistency,
@@ -139,7 +178,8 @@ def run(input_path: str, output_path: str, options: RunOptions,
     """Read INPUT, super-resolve, write OUTPUT atomically (nothing is written on failure)."""
     progress = progress or Progress("none")
     start = time.monotonic()
-    check_writable(output_path)
+    validate(options)
+    check_writable(output_path, input_path)
     progress.update("load", 0, 1)
     volume = load_volume(input_path, force=options.force)
     progress.update("load", 1, 1)

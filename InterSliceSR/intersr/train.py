@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import InputError, WeightsError
 from .metrics import normaliser
 from .network import NetConfig, build_network
 from .pairs import PairBatch, PlanePairs
@@ -130,7 +132,7 @@ def load_mr(folder: Path) -> list[tuple[np.ndarray, tuple[float, ...]]]:
             continue
         image = sitk.ReadImage(str(path), sitk.sitkFloat32)
         array = sitk.GetArrayFromImage(image)
-        volumes.append((array / normaliser(array), tuple(reversed(image.GetSpacing()))))
+        volumes.append((normaliser(array).apply(array), tuple(reversed(image.GetSpacing()))))
     if not volumes:
         raise SystemExit(f"no MR volumes in {folder}; run `intersr train fetch-data` first")
     return volumes
@@ -163,7 +165,7 @@ def fit(model: torch.nn.Module, make_batch, steps: int, lr: float, checkpoint: P
     rng = np.random.default_rng(seed)
     start_step, seconds, history = 0, 0.0, []
     if resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = load_state(checkpoint, "checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -196,12 +198,33 @@ def fit(model: torch.nn.Module, make_batch, steps: int, lr: float, checkpoint: P
             "final_loss": running, "history": history}
 
 
+def load_state(path: Path, what: str) -> dict:
+    """A checkpoint or stage output as plain tensors and numbers: `weights_only=True`, so a
+    crafted file cannot run code while it is unpickled."""
+    if not path.is_file():
+        raise InputError(f"{what} {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise WeightsError(f"refused {what} {path}: it is not a plain tensor file (loading it "
+                           f"could run code) or it is corrupted ({str(exc).splitlines()[0][:120]})"
+                           ) from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"refused {what} {path}: it holds a {type(state).__name__}, not a "
+                           "state dictionary")
+    return state
+
+
 def initial(args) -> torch.nn.Module:
     torch.manual_seed(args.seed)
     model = build_network(NetConfig())
     if getattr(args, "init", None):
-        state = torch.load(args.init, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"] if "model" in state else state)
+        state = load_state(Path(args.init), "--init weights")
+        try:
+            model.load_state_dict(state["model"] if "model" in state else state)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise WeightsError(f"--init {args.init} does not hold this network's weights "
+                               f"({str(exc).splitlines()[0]})") from None
     return model
 
 

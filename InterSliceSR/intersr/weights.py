@@ -43,15 +43,24 @@ def load_pretrained(path: str | os.PathLike | None = None,
         raise WeightsError(f"--weights {path}: no such file or folder")
     else:
         wanted = None
-    entry = manifest_entry(folder, wanted)
-    file = verified(folder, entry["file"], entry["sha256"])
-    net_config = NetConfig(**entry["config"])
+    try:
+        entry = manifest_entry(folder, wanted)
+        file = verified(folder, entry["file"], entry["sha256"])
+        net_config = NetConfig(**entry["config"])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"weights manifest {folder / 'weights.json'} is malformed "
+                           f"({type(exc).__name__}: {exc}); reinstall intersr") from None
     if config is not None and config.design != net_config.design:
         raise WeightsError(f"shipped weights are for design {net_config.design!r}, "
                            f"not {config.design!r}")
-    model = build_network(net_config)
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    try:
+        model = build_network(net_config)
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except Exception as exc:  # a consistent manifest naming a file of another network
+        raise WeightsError(f"weights file {file} does not fit the network its manifest "
+                           f"describes ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+                           ) from None
     return Pretrained(model=model, config=net_config, sha256=entry["sha256"], name=entry["file"])
 
 
