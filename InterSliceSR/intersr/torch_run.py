@@ -83,7 +83,15 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     from .export import export_onnx
     progress.update("export", 0, 1)
     folder = workdir or tempfile.mkdtemp(prefix="intersr-onnx-")
-    path = export_onnx(model, Path(folder) / "adapted.onnx")
+    try:
+        path = export_onnx(model, Path(folder) / "adapted.onnx")
+    except OSError as exc:  # e.g. no space for the export: torch can still run the network
+        if use_ort:
+            raise ResourceError(f"could not write the ONNX export of the adapted network in "
+                                f"{folder}: {exc.strerror or exc}") from None
+        progress.log(f"intersr: could not export to ONNX ({exc.strerror or exc}); "
+                     "inference with torch")
+        return TorchBackend(model, device), result, sha, extra
     config = getattr(model, "config", NetConfig())
     backend = OrtBackend(path, device.type, channels=config.channels, hidden=config.hidden)
     progress.update("export", 1, 1)
