@@ -126,6 +126,7 @@ class InterSliceSRParameterNode:
     budgetSeconds - fine-tuning seconds when budget is "seconds".
     seed - random seed of the fine-tuning.
     method - what the network is fine-tuned on: "self-supervised" or "vae-pairs" (docs/vae.md).
+    noAdapt - quick mode: the shipped network without fine-tuning (runs without PyTorch, ONNX Runtime).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -138,6 +139,7 @@ class InterSliceSRParameterNode:
     budgetSeconds: Annotated[float, WithinRange(1.0, 7200.0)] = 120.0
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     method: Annotated[str, Choice(list(options.GUI_METHODS))] = "self-supervised"
+    noAdapt: bool = False
 
 
 #
@@ -155,7 +157,6 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._probeTimer = None
         self._torchProbe = None
         self._torchInfo = None
-        self._needsInstall = True
 
     @property
     def _parameterNode(self):
@@ -242,10 +243,13 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             from InterSliceSRLib.geometry import describe_volume_node  # numpy + SimpleITK: only now
 
             info = describe_volume_node(node, parameters.targetSpacing)
+        quick = bool(parameters.noAdapt) if parameters else False
+        plan = dependencies.install_plan(quick) if self._torchInfo is not None else None
         state = panel_state(
             running=self.logic.isRunning, cancelling=self.logic.isCancelling, info=info,
             target_spacing=parameters.targetSpacing if parameters else 0.0,
-            budget=parameters.budget if parameters else "balanced", needs_install=self._needsInstall)
+            budget=parameters.budget if parameters else "balanced", quick=quick,
+            needs_install=plan is None or bool(plan["torch"] or plan["packages"]))
         for widgetName, properties in state.items():
             widget = getattr(self.ui, widgetName)
             for name, value in properties.items():
@@ -295,22 +299,22 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if blocker:
             text += "\n" + blocker
         self.ui.torchLabel.text = text
-        self._needsInstall = not (info.get("torch") or {}).get("installed") or bool(missing)
-        if self._needsInstall:
+        if not (info.get("torch") or {}).get("installed") or missing:
             self.ui.environmentCollapsibleButton.collapsed = False
         self._updateGui()
 
     def onInstallDependencies(self) -> None:
-        self.installDependencies()
+        self.installDependencies(dependencies.install_plan(bool(self._parameterNode.noAdapt)))
 
-    def installDependencies(self) -> bool:
+    def installDependencies(self, plan) -> bool:
         """Install what is missing after ONE question; ask about a restart at most once (never
         in testing mode). True when everything the engine needs is there now."""
         testing = slicer.app.testingEnabled()
         try:
             # tryWithErrorDisplay shows the error and then RE-RAISES it: caught here.
             with slicer.util.tryWithErrorDisplay(_("Failed to install dependencies."), waitCursor=True):
-                result = dependencies.ensure_dependencies(slicer.util.confirmOkCancelDisplay, testing=testing)
+                result = dependencies.ensure_dependencies(slicer.util.confirmOkCancelDisplay, testing=testing,
+                                                          plan=plan)
         except Exception as exc:
             self.ui.statusLabel.text = _("Dependencies were not installed: {error}").format(error=exc)
             return False
@@ -323,7 +327,8 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.restart()
         self._torchInfo = None
         self.startTorchProbe()
-        return dependencies.torch_installed() and not dependencies.missing_requirements()
+        after = dependencies.install_plan(bool(self._parameterNode.noAdapt))
+        return not (after["torch"] or after["packages"])
 
     # ------------------------------------------------------------------ run
     def onApplyButton(self) -> None:
@@ -332,8 +337,8 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.cancel(wait=False)  # returns at once; the logic's timer finishes the cancel
             self._updateGui()
             return
-        if (not dependencies.torch_installed() or dependencies.missing_requirements()) \
-                and not self.installDependencies():
+        plan = dependencies.install_plan(bool(self._parameterNode.noAdapt))
+        if (plan["torch"] or plan["packages"]) and not self.installDependencies(plan):
             return
         self.ui.logTextEdit.clear()
         self.ui.statusLabel.text = ""
@@ -440,9 +445,7 @@ class InterSliceSRTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_SampleAndInputChecks()
         if not dependencies.torch_installed():
-            self.delayDisplay("PyTorch is not installed: engine runs SKIPPED (install it with the module's "
-                              "'Install dependencies' button, then run this test again).")
-            logging.warning("InterSliceSRTest: PyTorch is not installed; engine runs skipped")
+            self._runWithoutTorch()
             return
         self.setUp()
         self.test_SampleResultNode()
@@ -450,6 +453,30 @@ class InterSliceSRTest(ScriptedLoadableModuleTest):
         self.test_CancelAddsNothing()
         self.setUp()
         self.test_FailureAddsNothing()
+
+    def _runWithoutTorch(self):
+        """A fresh Slicer (or a build dashboard) has no PyTorch: the quick path (no fine-tuning,
+        ONNX Runtime) when onnxruntime is there, else a clear skip of the engine runs."""
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            self.delayDisplay("Neither PyTorch nor ONNX Runtime is installed: engine runs SKIPPED (install "
+                              "them with the module's 'Install dependencies' button, then run this test again).")
+            logging.warning("InterSliceSRTest: no PyTorch, no ONNX Runtime; engine runs skipped")
+            return
+        self.setUp()
+        self.test_QuickResultNode()
+
+    def test_QuickResultNode(self):
+        """Quick mode: the shipped network without fine-tuning (runs without PyTorch)."""
+        inputVolume = self._loadSample()
+        count = slicer.mrmlScene.GetNumberOfNodes()
+        out = InterSliceSRLogic().process(inputVolume, device="cpu", adaptSteps=0)
+        self.assertEqual(out.GetName(), inputVolume.GetName() + " isotropic")
+        self.assertEqual(tuple(out.GetImageData().GetDimensions()), (128, 128, 93))
+        self.assertGreater(slicer.mrmlScene.GetNumberOfNodes(), count)
+        self.assertTrue(out.GetDescription().startswith("Synthesised"))
+        self.delayDisplay("Quick (no fine-tuning) test passed")
 
     def _loadSample(self):
         import SampleData

@@ -205,9 +205,10 @@ def test_dicom_series_folder_uses_slice_thickness(tmp_path):
     write_dicom_series(image, tmp_path / "series", thickness=2.4)
     target = tmp_path / "iso.nrrd"
     assert cli.main(["run", str(tmp_path / "series"), str(target), "--no-adapt",
-                     "--progress", "none"]) == 0
+                     "--profile", "gauss", "--progress", "none"]) == 0
     out = sitk.ReadImage(str(target))
     assert float(out.GetMetaData("intersr_thickness_mm")) == pytest.approx(2.4)
+    assert out.GetMetaData("intersr_profile").startswith("gauss, FWHM 2.4 mm (forced)")
     assert out.GetSize() == (24, 24, 12)
     assert out.GetSpacing()[2] == pytest.approx(2.0, abs=1e-4)
 

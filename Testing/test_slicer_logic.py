@@ -323,6 +323,9 @@ def test_engine_command_line():
     # an explicit no-adaptation overrides the GUI's preset
     assert "--no-adapt" in RunParameters(noAdapt=True, budget="best").engineArgs("i", "o", python="py")
     assert RunParameters(adaptSteps=0, budget="best").toOptions().adapt_steps == 0
+    # the GUI's method reaches the engine
+    args = RunParameters(method="vae-pairs").engineArgs("i", "o", python="py")
+    assert args[args.index("--method") + 1] == "vae-pairs"
     p = RunParameters(targetSpacing=0, sliceThickness=0, budget="fast", factor=2.0, force=True)
     args = p.engineArgs("i", "o", python="py")
     assert "--spacing" not in args and "--thickness" not in args
@@ -443,7 +446,7 @@ def test_module_ui_and_parameter_node_agree():
     assert any(getattr(d, "id", None) == "parameterNodeWrapper" for d in parameter_node.decorator_list)
     fields = {n.target.id for n in parameter_node.body if isinstance(n, ast.AnnAssign)}
     assert fields >= {"inputVolume", "targetSpacing", "sliceThickness", "device", "budget",
-                      "budgetSeconds", "seed"}
+                      "budgetSeconds", "seed", "method", "noAdapt"}
     ui = ET.parse(MODULE_DIR / "Resources" / "UI" / "InterSliceSR.ui").getroot()
     bound = {}
     for widget in ui.iter("widget"):
@@ -454,8 +457,9 @@ def test_module_ui_and_parameter_node_agree():
     # widget classes that parameterNodeWrapper can connect in Slicer 5.6 and later
     assert bound["inputVolume"] == "qMRMLNodeComboBox"
     assert bound["targetSpacing"] == bound["sliceThickness"] == bound["budgetSeconds"] == "QDoubleSpinBox"
-    assert bound["device"] == bound["budget"] == "QComboBox"
+    assert bound["device"] == bound["budget"] == bound["method"] == "QComboBox"
     assert bound["seed"] == "QSpinBox"
+    assert bound["noAdapt"] == "QCheckBox"
     names = {w.get("name") for w in ui.iter("widget")}
     for required in ("applyButton", "progressBar", "logTextEdit", "installDependenciesButton",
                      "sliceAxisLabel", "inputGeometryLabel", "outputGeometryLabel", "memoryLabel",

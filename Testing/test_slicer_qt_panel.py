@@ -72,10 +72,12 @@ def test_binding_keeps_choices_across_enter_exit_and_scene_close(ui, version):
     choose(ui, "budgetComboBox", "best")
     choose(ui, "deviceComboBox", "cpu")
     panel_qt.child(ui, "seedSpinBox").setValue(7)
+    panel_qt.child(ui, "quickCheckBox").setChecked(True)
     for _cycle in range(3):                           # exit (nothing), enter again
         assert not binding.bind(logic.getParameterNode())
     node = binding.node
     assert (node.GetParameter("budget"), node.GetParameter("device"), node.GetParameter("seed")) == ("best", "cpu", "7")
+    assert node.GetParameter("noAdapt") == "true" and panel_qt.child(ui, "quickCheckBox").isChecked()
     assert (shown(ui, "budgetComboBox"), shown(ui, "deviceComboBox")) == ("best", "cpu")
     choose(ui, "budgetComboBox", "fast")              # still connected after the cycles
     assert node.GetParameter("budget") == "fast"
@@ -156,6 +158,12 @@ def test_panel_renders_offscreen_with_the_sample(ui, tmp_path):
     assert not install.isEnabled() and install.text() == "Dependencies installed"
     assert [panel_qt.child(ui, "budgetComboBox").itemText(i) for i in range(4)] == ["fast", "balanced", "best", "seconds"]
     assert info.output_size == (128, 128, 93)
+    from intersr import options
+
+    method = panel_qt.child(ui, "methodComboBox")
+    assert [method.itemText(i) for i in range(method.count())] == list(options.GUI_METHODS)
+    quick = panel_qt.child(ui, "quickCheckBox")
+    assert quick.isEnabled() and not quick.isChecked()
     path = panel_qt.render(ui, tmp_path / "panel.png")
     from PySide6.QtGui import QImage
 

@@ -201,11 +201,21 @@ def install_torch(logic=None) -> None:
         raise RuntimeError("PyTorch was not installed (see the log for PyTorchUtils' message)")
 
 
-def install_plan() -> dict:
-    """What is missing: {"torch": bool, "packages": [...], "blocker": message or None}."""
-    need_torch = not torch_installed()
-    return {"torch": need_torch, "packages": missing_requirements(),
-            "blocker": torch_blocker() if need_torch else None}
+ONNX_REQUIREMENT = "onnxruntime>=1.16"  # the quick mode's runtime when torch is absent
+
+
+def install_plan(quick: bool = False) -> dict:
+    """What is missing: {"torch": bool, "packages": [...], "blocker": message or None}.
+    ``quick`` (no fine-tuning) needs no torch: ONNX Runtime runs the shipped network."""
+    has_torch = torch_installed()
+    need_torch = not quick and not has_torch
+    packages = missing_requirements()
+    if quick and not has_torch and importlib.util.find_spec("onnxruntime") is None:
+        packages.append(ONNX_REQUIREMENT)
+    blocker = torch_blocker() if need_torch else None
+    if blocker:
+        blocker += " Or tick 'Quick: no fine-tuning', which runs without PyTorch."
+    return {"torch": need_torch, "packages": packages, "blocker": blocker}
 
 
 def ensure_dependencies(confirm, testing: bool = False, plan: dict | None = None, *,

@@ -33,7 +33,7 @@ from intersr.protocol import parse_line
 MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../InterSliceSR
 
 # Seconds between the polite stop (SIGTERM: the engine removes its partial output) and SIGKILL.
-STOP_GRACE_SECONDS = 1.0
+STOP_GRACE_SECONDS = 0.5
 
 
 def python_executable() -> str:
@@ -167,8 +167,8 @@ class EngineProcess:
         if self._stop_requested.is_set():
             return
         self._stop_requested.set()
-        self._psutil_tree.snapshot()
-        _signal_tree(self.proc, signal.SIGTERM, self._psutil_tree)
+        # Everything else (listing descendants, signalling, taskkill on Windows) happens in the
+        # reaper thread: the caller's thread only starts it.
         self._reaper = threading.Thread(target=self._reap, args=(grace_seconds,),
                                         name="InterSliceSR-reaper", daemon=True)
         self._reaper.start()
@@ -179,13 +179,15 @@ class EngineProcess:
         return self.wait_finished(timeout)
 
     def _reap(self, grace_seconds: float) -> None:
+        self._psutil_tree.snapshot()
+        _signal_tree(self.proc, signal.SIGTERM, self._psutil_tree)
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline:
             self.proc.poll()
             self._psutil_tree.snapshot()
             if not _tree_alive(self.proc, self._psutil_tree):
                 break
-            time.sleep(0.02)
+            time.sleep(0.05)
         else:
             _signal_tree(self.proc, _KILL, self._psutil_tree)
             kill_deadline = time.monotonic() + 5.0
@@ -193,7 +195,7 @@ class EngineProcess:
                 self.proc.poll()
                 if not _tree_alive(self.proc, self._psutil_tree):
                     break
-                time.sleep(0.02)
+                time.sleep(0.05)
         try:
             self.proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL could not end it

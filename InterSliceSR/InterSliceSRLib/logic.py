@@ -288,7 +288,7 @@ class InterSliceSRLogicCore:
     # ------------------------------------------------------------------ console API
     def process(self, inputNode, spacing=None, thickness=None, device="auto", adaptSeconds=None,
                        adaptSteps=None, seed=0, wait=True, *, factor=None, budget="balanced",
-                       force=False, on_event=None, timeout=None):
+                       force=False, on_event=None, timeout=None, method="self-supervised"):
         """Console API: make "<input name> isotropic" from ``inputNode`` and return the new node.
 
         - ``spacing``: output spacing (mm) along the slice axis; None = isotropic.
@@ -296,6 +296,7 @@ class InterSliceSRLogicCore:
         - ``device``: "auto", "cuda" or "cpu".
         - ``adaptSeconds`` / ``adaptSteps``: fine-tuning budget (``adaptSteps=0``: no fine-tuning);
           neither = ``budget`` preset (per device: ``intersr.options.BUDGET_PRESETS``).
+        - ``method``: "self-supervised" (default) or "vae-pairs" (engine ``--method``).
         - ``wait=False`` returns None at once; call ``poll()`` until ``state`` is no longer
           "running" (the Slicer module's logic does that with a timer), then read ``outputNode``.
         Raises ``RunError`` with the engine's message when the run fails (nothing is added).
@@ -303,7 +304,7 @@ class InterSliceSRLogicCore:
         params = RunParameters(
             targetSpacing=spacing, sliceThickness=thickness, device=device, budget=budget,
             seed=seed, adaptSteps=adaptSteps, adaptSeconds=adaptSeconds, factor=factor,
-            force=force,
+            force=force, method=method,
         )
         self.start(inputNode, params, on_event=on_event)
         if not wait:

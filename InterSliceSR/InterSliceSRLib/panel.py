@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .i18n import _
 
-INPUT_WIDGETS = ("inputSelector", "targetSpacingSpinBox", "sliceThicknessSpinBox", "deviceComboBox",
-                 "budgetComboBox", "seedSpinBox", "methodComboBox")
+INPUT_WIDGETS = ("inputSelector", "targetSpacingSpinBox", "sliceThicknessSpinBox", "deviceComboBox")
+FINE_TUNING_WIDGETS = ("methodComboBox", "budgetComboBox", "seedSpinBox")
 GEOMETRY_LABELS = ("sliceAxisLabel", "inputGeometryLabel", "outputGeometryLabel", "memoryLabel")
 
 
@@ -28,11 +28,12 @@ def first_intensity_volume(scene):
 
 
 def panel_state(*, running: bool, cancelling: bool = False, info=None, target_spacing: float = 0.0,
-                budget: str = "balanced", needs_install: bool = True) -> dict:
+                budget: str = "balanced", needs_install: bool = True, quick: bool = False) -> dict:
     """Widget name -> {Qt property: value} for the current situation.
 
     ``info`` is a ``geometry.GridInfo`` for the selected input (None: no usable input);
     ``needs_install``: PyTorch or a required package is missing (or not known yet).
+    ``quick``: no fine-tuning, so the fine-tuning settings do not apply.
     """
     state: dict = {}
     if info is None:
@@ -49,7 +50,10 @@ def panel_state(*, running: bool, cancelling: bool = False, info=None, target_sp
         state["outputGeometryLabel"] = {"text": _("input is already isotropic: set an output spacing")}
     for name in INPUT_WIDGETS:
         state[name] = {"enabled": not running}
-    state["budgetSecondsSpinBox"] = {"enabled": budget == "seconds" and not running}
+    state["quickCheckBox"] = {"enabled": not running}
+    for name in FINE_TUNING_WIDGETS:
+        state[name] = {"enabled": not running and not quick}
+    state["budgetSecondsSpinBox"] = {"enabled": budget == "seconds" and not running and not quick}
     # "Dependencies installed" stays disabled: only a missing dependency makes it clickable.
     state["installDependenciesButton"] = {
         "enabled": needs_install and not running,

@@ -1,8 +1,12 @@
 """Self-supervised adaptation (stage 3): learn the volume's own thick-slice mapping in-plane.
 
 The target volume's in-plane axes are fine; degrading one of them with the slice profile at the
-slice spacing gives pairs whose mapping is the one inference applies across slices. Every 8th
-slice is held out; adaptation stops at the step or time budget, or early when the held-out
+slice spacing gives pairs whose mapping is the one inference applies across slices. The
+profile is the estimated one (profile.py), or every profile the estimate could not rule out:
+pairs are drawn from each in turn. When the requested output spacing is coarser than the
+in-plane spacing, the in-plane axes are first brought to that resolution with the same profile
+shape, so the network learns to make slices as acquired at the requested spacing, not point
+samples at the in-plane spacing. Every 8th slice is held out; adaptation stops at the step or time budget, or early when the held-out
 loss stops improving, and keeps the best weights.
 """
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .degrade import SliceProfile, degrade
 from .pairs import PairBatch, PlanePairs
 from .progress import Progress
 from .results import AdaptResult  # noqa: F401 (torch-free, re-exported)
@@ -32,17 +37,53 @@ class AdaptConfig:
     seed: int = 0
 
 
-def inplane_samplers(volume: np.ndarray, spacing: tuple[float, float, float], thickness: float,
-                     train_slices: np.ndarray, **kwargs) -> list[PlanePairs]:
-    """Pairs from both in-plane axes of a canonical (slices, rows, cols) normalised volume."""
+COARSER = 1.25  # output spacing this much above the in-plane spacing: learn at its resolution
+
+
+def at_target_resolution(volume: np.ndarray, spacing: tuple[float, float, float],
+                         target: float | None, profile: SliceProfile
+                         ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The in-plane axes brought to the requested output spacing when that is coarser.
+
+    Each in-plane axis is degraded with the slice profile's shape at FWHM = target x (FWHM /
+    slice spacing): what slices acquired at the target spacing would show in-plane.
+    """
     s, r, c = spacing
+    if target is None or target <= COARSER * min(r, c):
+        return volume, spacing
+    ratio = profile.fwhm / s
+    out, new = volume, [s, r, c]
+    for axis in (1, 2):
+        factor = target / new[axis]
+        if factor > 1.0 + 1e-6:
+            out = degrade(out, axis, factor, ratio * factor, profile.shape, profile.tbw)
+            new[axis] = new[axis] * factor
+    return out, (new[0], new[1], new[2])
+
+
+def as_profiles(profiles: list[SliceProfile] | SliceProfile | float) -> list[SliceProfile]:
+    """A list of profiles; a bare number is the FWHM (mm) of a Gaussian."""
+    if isinstance(profiles, (int, float)):
+        return [SliceProfile("gauss", float(profiles))]
+    return [profiles] if isinstance(profiles, SliceProfile) else list(profiles)
+
+
+def inplane_samplers(volume: np.ndarray, spacing: tuple[float, float, float],
+                     profiles: list[SliceProfile] | SliceProfile | float,
+                     train_slices: np.ndarray, **kwargs) -> list[PlanePairs]:
+    """Pairs from both in-plane axes of a canonical (slices, rows, cols) normalised volume,
+    one sampler per (profile, axis)."""
+    s, r, c = spacing
+    profiles = as_profiles(profiles)
     samplers = []
-    for axis, other, fine in ((1, 2, r), (2, 1, c)):
-        try:
-            samplers.append(PlanePairs(volume, axis, other, s / fine, thickness / fine,
-                                       fixed=train_slices, **kwargs))
-        except ValueError:
-            continue  # this in-plane axis is too short for the factor
+    for profile in profiles:
+        for axis, other, fine in ((1, 2, r), (2, 1, c)):
+            try:
+                samplers.append(PlanePairs(volume, axis, other, s / fine, profile.fwhm / fine,
+                                           fixed=train_slices, shape=profile.shape,
+                                           tbw=profile.tbw, **kwargs))
+            except ValueError:
+                continue  # this in-plane axis is too short for the factor
     return samplers
 
 
@@ -70,14 +111,21 @@ def held_out_split(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def adapt(model: torch.nn.Module, volume: np.ndarray, spacing: tuple[float, float, float],
-          thickness: float, config: AdaptConfig, device: torch.device,
-          progress: Progress | None = None) -> AdaptResult:
-    """Fine-tune `model` in place on pairs from `volume`; returns what happened."""
+          profiles: list[SliceProfile] | SliceProfile | float, config: AdaptConfig,
+          device: torch.device, progress: Progress | None = None,
+          target_spacing: float | None = None) -> AdaptResult:
+    """Fine-tune `model` in place on pairs from `volume`; returns what happened.
+
+    profiles: the slice profile(s) to learn (a bare number is a Gaussian FWHM in mm);
+    target_spacing: the requested output spacing (mm) along the slice axis.
+    """
+    profiles = as_profiles(profiles)
+    volume, spacing = at_target_resolution(volume, spacing, target_spacing, profiles[0])
     train, held_out = held_out_split(volume.shape[0])
-    samplers = inplane_samplers(volume, spacing, thickness, train)
+    samplers = inplane_samplers(volume, spacing, profiles, train)
     if not samplers:
         raise ValueError("in-plane axes are too short to learn from at this slice spacing")
-    checks = inplane_samplers(volume, spacing, thickness, held_out)
+    checks = inplane_samplers(volume, spacing, profiles, held_out)
     return fit(model, samplers, checks, config, device, progress)
 
 
@@ -92,8 +140,9 @@ def fit(model: torch.nn.Module, samplers: list[PlanePairs], checks: list[PlanePa
     result = AdaptResult()
     rng = np.random.default_rng(config.seed)
     val_rng = np.random.default_rng(config.seed + 1)
+    reps = max(1, 4 // max(len(checks), 1))
     val_batches = [sampler.sample(config.batch, val_rng, augment=False)
-                   for sampler in checks for _ in range(2)]
+                   for sampler in checks for _ in range(reps)]
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     best_state = copy.deepcopy(model.state_dict())

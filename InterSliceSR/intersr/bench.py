@@ -24,41 +24,60 @@ import numpy as np
 import psutil
 import SimpleITK as sitk
 
-from .degrade import degrade
+from .degrade import degrade, profile_matrix
 from .grid import plan
 from .metrics import Intensity, data_consistency_db, normaliser, quality
 from .pipeline import RunOptions, super_resolve_volume
+from .train import HELD_OUT
 from .volume import geometry_of, is_isotropic, thick_slice_geometry, to_image, to_volume
 
 DEFAULT_DATA = Path("../shared/data/mr")
-INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline,
-                 "lanczos": sitk.sitkLanczosWindowedSinc}
+INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
 # Slices filled by interpolation in the source data (SOURCES.md): never scored.
 FILLED_SLICES = {"brain_t1_memprage_fnndsc.nii.gz": (2, 114)}  # (ITK axis, index)
 
 
 @dataclass(frozen=True)
 class Case:
+    """A simulated acquisition: true profile, what the header claims, and what is asked for.
+
+    fwhm, header and factor are in reference voxels; header None: the header states no
+    thickness. target: output spacing in reference voxels (1: the reference grid; above 1:
+    slices as acquired at that spacing, the reference made so with the same profile shape).
+    voxel_mm relabels the reference's voxel size (a knee-like protocol with sub-mm pixels).
+    """
     name: str
-    axis: int  # ITK axis made thick
+    set: str  # "matched" (the profile the method assumed before) or "mismatch"
     factor: float
-    thickness: float  # slab FWHM in reference voxels
+    shape: str
+    fwhm: float
+    header: float | None
+    tbw: float = 4.0
+    axis: int = 2  # ITK axis made thick
+    target: float = 1.0
+    voxel_mm: float | None = None
     oblique: bool = False
 
 
 CASES = [
-    Case("z_x2.5", 2, 2.5, 2.5), Case("z_x3", 2, 3, 3), Case("z_x4", 2, 4, 4),
-    Case("z_x5_gap", 2, 5, 4), Case("z_x6", 2, 6, 6), Case("y_x4", 1, 4, 4),
-    Case("x_x4", 0, 4, 4), Case("oblique_x4", 2, 4, 4, oblique=True),
+    Case("gauss_x4", "matched", 4, "gauss", 4.0, 4.0),
+    Case("box_x4", "mismatch", 4, "box", 4.0, 4.0),
+    Case("sinc_x4", "mismatch", 4, "sinc", 4.0, 4.0, tbw=4.0),
+    Case("sinc8_thick20_x4", "mismatch", 4, "sinc", 4.8, 4.0, tbw=8.0),
+    Case("gap_x4", "mismatch", 4, "box", 3.0, None),
+    Case("sinc2_y_x4", "mismatch", 4, "sinc", 4.0, 4.0, tbw=2.0, axis=1),
+    Case("knee_x9_to3", "knee", 9, "sinc", 9.0, 9.0, tbw=4.0, target=3.0, voxel_mm=0.4),
 ]
-BENCH_ADAPT_SECONDS = 30.0
+BENCH_ADAPT_STEPS = 350  # what the previous 30 s budget ran on this machine, unloaded
 BENCH_CROP = 128
+BENCH_SEEDS = (0, 1, 2)
+TIKHONOV_LAMBDAS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 
 
 class PeakRSS:
     """Peak resident memory of this process (and children) while the block runs."""
 
-    def __init__(self, interval: float = 0.02):
+    def __init__(self, interval: float = 0.5):
         self.interval, self.peak, self._stop = interval, 0, threading.Event()
 
     def _rss(self) -> int:
@@ -125,13 +144,24 @@ def oblique_copy(image: sitk.Image) -> sitk.Image:
 def thick_case(reference: sitk.Image, case: Case) -> sitk.Image:
     """Simulated thick-slice acquisition of `reference` (the one degradation model)."""
     array = sitk.GetArrayFromImage(reference)
-    thick = degrade(array, 2 - case.axis, case.factor, case.thickness)
+    thick = degrade(array, 2 - case.axis, case.factor, case.fwhm, case.shape, case.tbw)
     geometry = thick_slice_geometry(geometry_of(reference), case.axis, case.factor)
     image = sitk.GetImageFromArray(thick)
     image.SetSpacing(geometry.spacing)
     image.SetOrigin(geometry.origin)
     image.SetDirection(geometry.direction)
     return image
+
+
+def tikhonov(thick: np.ndarray, np_axis: int, n_out: int, factor: float, fwhm: float,
+             shape: str, tbw: float, lam: float) -> np.ndarray:
+    """Deconvolution baseline: argmin |A x - y|^2 + lam |D x|^2 along the slice axis, with A
+    the TRUE profile (in output voxels) and D first differences; one solve for all lines."""
+    a = profile_matrix(n_out, factor, fwhm, shape, tbw)
+    d = np.diff(np.eye(n_out), axis=0)
+    op = np.linalg.solve(a.T @ a + lam * d.T @ d, a.T).astype(np.float32)  # (n_out, n_slabs)
+    moved = np.moveaxis(thick.astype(np.float32), np_axis, 0)[: a.shape[0]]
+    return np.ascontiguousarray(np.moveaxis(np.tensordot(op, moved, axes=(1, 0)), 0, np_axis))
 
 
 def write_png(path: Path, gray: np.ndarray) -> None:
@@ -163,48 +193,96 @@ def through_plane_panel(arrays: list[np.ndarray], np_axis: int, intensity: Inten
     return np.concatenate(panels, axis=1)
 
 
-def run_case(reference: sitk.Image, case: Case, adapt_seconds: float, device: str,
-             exclude: tuple, png: Path | None) -> dict:
+def reference_at_output(ref_array: np.ndarray, case: Case) -> np.ndarray:
+    """The reference on the output grid: itself, or slices acquired at the target spacing."""
+    if case.target <= 1:
+        return ref_array
+    ratio = case.fwhm / case.factor
+    return degrade(ref_array, 2 - case.axis, case.target, ratio * case.target, case.shape,
+                   case.tbw)
+
+
+def prepared_reference(reference: sitk.Image, case: Case) -> sitk.Image:
     ref = oblique_copy(reference) if case.oblique else reference
+    if case.voxel_mm is not None:
+        ref = sitk.Image(ref)
+        ref.SetSpacing((case.voxel_mm,) * 3)
+    return ref
+
+
+def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ...],
+             device: str, exclude: tuple, png: Path | None) -> dict:
+    """Every method on one case; InterSliceSR once per seed (median and spread reported)."""
+    ref = prepared_reference(reference, case)
     thick = thick_case(ref, case)
-    h = ref.GetSpacing()[case.axis]
-    volume = to_volume(thick, force=True, source=case.name)
-    options = RunOptions(spacing=h, adapt_seconds=adapt_seconds, device=device)
-    rows = {}
-    with PeakRSS() as peak:
-        start = time.monotonic()
-        result = super_resolve_volume(volume, options)
-        seconds = time.monotonic() - start
-    ours = to_image(result.array, result.geometry)
-    ref_array = sitk.GetArrayFromImage(ref)
+    voxel = ref.GetSpacing()[case.axis]
+    h = voxel * case.target
+    header = case.header * voxel if case.header is not None else None
+    volume = to_volume(thick, force=True, source=case.name, slice_thickness=header)
     np_axis = 2 - case.axis
+    runs, outputs = [], []
+    for seed in seeds:
+        options = RunOptions(spacing=h, adapt_steps=steps, device=device, seed=seed)
+        with PeakRSS() as peak:
+            start = time.monotonic()
+            result = super_resolve_volume(volume, options)
+            seconds = time.monotonic() - start
+        runs.append((result, seconds, peak.peak))
+        outputs.append(to_image(result.array, result.geometry))
+    ours = outputs[0]
     n = ours.GetSize()[case.axis]
-    ref_crop = np.take(ref_array, np.arange(n), axis=np_axis)
+    ref_out = reference_at_output(sitk.GetArrayFromImage(ref), case)
+    ref_crop = np.take(ref_out, np.arange(n), axis=np_axis)
+    exclude_np = tuple((2 - a, int(round(i / case.target))) for a, i in exclude
+                       if not case.oblique and 0 <= i / case.target < ref_crop.shape[2 - a])
+    rows: dict[str, dict] = {}
     estimates = {}
     for name, interpolator in INTERPOLATORS.items():
-        with PeakRSS() as base_peak:
-            t0 = time.monotonic()
-            resampled = sitk.Resample(thick, ours, sitk.Transform(), interpolator, 0.0,
-                                      sitk.sitkFloat32)
-            t = time.monotonic() - t0
+        t0 = time.monotonic()
+        resampled = sitk.Resample(thick, ours, sitk.Transform(), interpolator, 0.0,
+                                  sitk.sitkFloat32)
+        rows[name] = {"seconds": time.monotonic() - t0}
         estimates[name] = sitk.GetArrayFromImage(resampled)
-        rows[name] = {"seconds": t, "peak_mb": base_peak.peak / 2**20}
-    estimates["intersr"] = sitk.GetArrayFromImage(ours)
-    rows["intersr"] = {"seconds": seconds, "peak_mb": peak.peak / 2**20,
-                       "adapt_steps": result.adaptation.steps,
-                       "data_consistency_db": result.data_consistency_db}
-    exclude_np = tuple((2 - a, i) for a, i in exclude
-                       if not case.oblique and 0 <= i < ref_crop.shape[2 - a])
-    thick_canonical = volume.array
-    for name, estimate in estimates.items():
-        rows[name].update(quality(ref_crop, estimate, exclude_np))
-        if name != "intersr":
-            canon = to_volume(sitk.GetImageFromArray(estimate), force=True, slice_axis=case.axis)
-            rows[name]["data_consistency_db"] = data_consistency_db(
-                thick_canonical, canon.array, case.factor, case.thickness)
+    # deconvolution with the true profile; lambda picked with the reference (an oracle)
+    thick_np = sitk.GetArrayFromImage(thick)
+    out_factor = case.factor / case.target
+    best = None
+    t0 = time.monotonic()
+    for lam in TIKHONOV_LAMBDAS:
+        est = tikhonov(thick_np, np_axis, n, out_factor, case.fwhm / case.target, case.shape,
+                       case.tbw, lam)
+        q = quality(ref_crop, est, exclude_np)
+        if best is None or q["psnr_fg"] > best[1]["psnr_fg"]:
+            best = (lam, q, est)
+    rows["deconv"] = {"seconds": (time.monotonic() - t0) / len(TIKHONOV_LAMBDAS),
+                      "lambda": best[0], **best[1]}
+    estimates["deconv"] = best[2]
+    for name in INTERPOLATORS:
+        rows[name].update(quality(ref_crop, estimates[name], exclude_np))
+    seed_rows = []
+    for (result, seconds, peak), image in zip(runs, outputs):
+        q = quality(ref_crop, sitk.GetArrayFromImage(image), exclude_np)
+        seed_rows.append({**q, "seconds": seconds, "peak_mb": peak / 2**20,
+                          "adapt_steps": result.adaptation.steps,
+                          "self_consistency_db": result.data_consistency_db})
+    psnrs = [r["psnr_fg"] for r in seed_rows]
+    estimate = runs[0][0].profile
+    rows["intersr"] = {
+        "psnr_fg": float(np.median(psnrs)), "psnr_fg_spread": float(np.ptp(psnrs)),
+        "psnr_all": float(np.median([r["psnr_all"] for r in seed_rows])),
+        "ssim_fg": float(np.median([r["ssim_fg"] for r in seed_rows])),
+        "seconds": float(np.median([r["seconds"] for r in seed_rows])),
+        "peak_mb": float(max(r["peak_mb"] for r in seed_rows)),
+        "self_consistency_db": float(np.median([r["self_consistency_db"] for r in seed_rows])),
+        "seeds": seed_rows,
+        "profile": {"shape": estimate.shape, "tbw": estimate.tbw,
+                    "fwhm_voxels": estimate.fwhm / voxel,
+                    "fwhm_error": estimate.fwhm / voxel / case.fwhm - 1,
+                    "provenance": runs[0][0].provenance.get("intersr_profile", "")}}
     if png is not None:
         write_png(png, through_plane_panel(
-            [ref_crop, estimates["bspline"], estimates["intersr"]], np_axis, normaliser(ref_crop)))
+            [ref_crop, estimates["bspline"], estimates["deconv"],
+             sitk.GetArrayFromImage(ours)], np_axis, normaliser(ref_crop)))
     return rows
 
 
@@ -223,30 +301,66 @@ def find_volumes(folder: Path, names: list[str] | None) -> list[Path]:
     return paths
 
 
-def markdown(results: list[dict], methods: list[str]) -> str:
-    lines = ["| volume | case | " + " | ".join(f"{m} PSNR fg" for m in methods)
-             + " | intersr - bspline | " + " | ".join(f"{m} SSIM fg" for m in methods)
-             + " | bspline s | intersr s | intersr peak MB | DC dB bspline / intersr |",
-             "|" + "---|" * (2 + 2 * len(methods) + 5)]
+def _split(volume: str) -> str:
+    return "held-out" if any(volume == h.split(".")[0] for h in HELD_OUT) else "seen"
+
+
+def summary(results: list[dict]) -> dict:
+    """Median gains per (set, held-out/seen): over B-spline and over the deconvolution."""
+    out: dict[str, dict] = {}
     for r in results:
-        rows = r["methods"]
+        key = f"{r['set']}|{r['split']}"
+        m = r["methods"]
+        out.setdefault(key, {"vs_bspline": [], "vs_deconv": [], "spread": []})
+        out[key]["vs_bspline"].append(m["intersr"]["psnr_fg"] - m["bspline"]["psnr_fg"])
+        out[key]["vs_deconv"].append(m["intersr"]["psnr_fg"] - m["deconv"]["psnr_fg"])
+        out[key]["spread"].append(m["intersr"]["psnr_fg_spread"])
+    return {k: {"n": len(v["vs_bspline"]),
+                "median_gain_over_bspline_db": float(np.median(v["vs_bspline"])),
+                "min_gain_over_bspline_db": float(np.min(v["vs_bspline"])),
+                "median_gain_over_deconv_db": float(np.median(v["vs_deconv"])),
+                "median_seed_spread_db": float(np.median(v["spread"]))} for k, v in out.items()}
+
+
+def markdown(results: list[dict], methods: list[str]) -> str:
+    table = summary(results)
+    lines = ["Median over cases, foreground PSNR gain of InterSliceSR (median of its seeds):", "",
+             "| set | held-out: n | over B-spline | worst case | over deconvolution | "
+             "seen: n | over B-spline | worst case | over deconvolution |", "|" + "---|" * 9]
+    for name in dict.fromkeys(r["set"] for r in results):
+        cells = []
+        for split in ("held-out", "seen"):
+            t = table.get(f"{name}|{split}")
+            cells += ([str(t["n"]), f"{t['median_gain_over_bspline_db']:+.2f}",
+                       f"{t['min_gain_over_bspline_db']:+.2f}",
+                       f"{t['median_gain_over_deconv_db']:+.2f}"] if t else ["0", "", "", ""])
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| volume | split | case | " + " | ".join(f"{m} PSNR fg" for m in methods)
+              + " | intersr seed spread | intersr - bspline | intersr - deconv | "
+              + " | ".join(f"{m} SSIM fg" for m in methods)
+              + " | intersr s | self-consistency dB (not quality) | estimated profile |",
+              "|" + "---|" * (3 + 2 * len(methods) + 6)]
+    for r in results:
+        m = r["methods"]
+        prof = m["intersr"]["profile"]
         lines.append(
-            f"| {r['volume']} | {r['case']} | "
-            + " | ".join(f"{rows[m]['psnr_fg']:.2f}" for m in methods)
-            + f" | {rows['intersr']['psnr_fg'] - rows['bspline']['psnr_fg']:+.2f} | "
-            + " | ".join(f"{rows[m]['ssim_fg']:.4f}" for m in methods)
-            + f" | {rows['bspline']['seconds']:.2f} | {rows['intersr']['seconds']:.1f} | "
-            f"{rows['intersr']['peak_mb']:.0f} | {rows['bspline']['data_consistency_db']:.1f} / "
-            f"{rows['intersr']['data_consistency_db']:.1f} |")
-    lines += ["", "Mean over volumes, per case (PSNR fg in dB):", "",
-              "| case | n | " + " | ".join(methods) + " | intersr - bspline (median) | wins |",
-              "|" + "---|" * (len(methods) + 4)]
-    for case in dict.fromkeys(r["case"] for r in results):
-        sel = [r["methods"] for r in results if r["case"] == case]
-        gains = [s["intersr"]["psnr_fg"] - s["bspline"]["psnr_fg"] for s in sel]
-        lines.append(f"| {case} | {len(sel)} | "
-                     + " | ".join(f"{np.mean([s[m]['psnr_fg'] for s in sel]):.2f}" for m in methods)
-                     + f" | {np.median(gains):+.2f} | {sum(g > 0 for g in gains)}/{len(gains)} |")
+            f"| {r['volume']} | {r['split']} | {r['case']} | "
+            + " | ".join(f"{m[k]['psnr_fg']:.2f}" for k in methods)
+            + f" | {m['intersr']['psnr_fg_spread']:.2f}"
+            + f" | {m['intersr']['psnr_fg'] - m['bspline']['psnr_fg']:+.2f}"
+            + f" | {m['intersr']['psnr_fg'] - m['deconv']['psnr_fg']:+.2f} | "
+            + " | ".join(f"{m[k]['ssim_fg']:.4f}" for k in methods)
+            + f" | {m['intersr']['seconds']:.0f} | {m['intersr']['self_consistency_db']:.1f}"
+            + f" | {prof['shape']} {prof['fwhm_voxels']:.2f} ({prof['fwhm_error']:+.0%}) |")
+    lines += ["", "Slice-profile estimate (`--profile auto`) against the truth:", "",
+              "| volume | case | true shape | true FWHM (voxels) | estimated shape | "
+              "estimated FWHM | error | within 15 % | shape right |", "|" + "---|" * 9]
+    for r in results:
+        c, prof = r["truth"], r["methods"]["intersr"]["profile"]
+        lines.append(f"| {r['volume']} | {r['case']} | {c['shape']} | {c['fwhm']:.2f} | "
+                     f"{prof['shape']} | {prof['fwhm_voxels']:.2f} | {prof['fwhm_error']:+.1%} | "
+                     f"{'yes' if abs(prof['fwhm_error']) <= 0.15 else 'no'} | "
+                     f"{'yes' if prof['shape'] == c['shape'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -399,30 +513,43 @@ def main(args) -> int:
         print(f"intersr bench: data folder not found: {data}", file=sys.stderr)
         return 2
     names = args.volumes.split(",") if args.volumes else None
-    cases = [c for c in CASES if not args.cases or c.name in args.cases.split(",")]
+    wanted = args.cases.split(",") if args.cases else None
+    unknown = sorted(set(wanted or ()) - {c.name for c in CASES})
+    if unknown:
+        print(f"intersr bench: unknown case(s) {', '.join(unknown)}; known: "
+              + ", ".join(c.name for c in CASES), file=sys.stderr)
+        return 2
+    cases = [c for c in CASES if not wanted or c.name in wanted]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    adapt_seconds = args.adapt_seconds if args.adapt_seconds is not None else BENCH_ADAPT_SECONDS
+    steps = args.adapt_steps if args.adapt_steps is not None else BENCH_ADAPT_STEPS
+    seeds = tuple(range(args.seeds)) if args.seeds else BENCH_SEEDS
     results = []
-    methods = list(INTERPOLATORS) + ["intersr"]
+    methods = list(INTERPOLATORS) + ["deconv", "intersr"]
     for path in find_volumes(data, names):
         image, crop_start = crop_to_anatomy(sitk.ReadImage(str(path)), args.crop or BENCH_CROP)
         exclude = ()
         if path.name in FILLED_SLICES:
             axis, index = FILLED_SLICES[path.name]
             exclude = ((axis, index - crop_start[axis]),)
+        stem = path.name.split(".")[0]
         for case in cases:
-            stem = path.name.split(".")[0]
-            rows = run_case(image, case, adapt_seconds, args.device, exclude,
+            rows = run_case(image, case, steps, seeds, args.device, exclude,
                             out / f"{stem}_{case.name}.png")
-            results.append({"volume": stem, "case": case.name, "methods": rows})
-            gain = rows["intersr"]["psnr_fg"] - rows["bspline"]["psnr_fg"]
-            print(f"{stem:38s} {case.name:11s} bspline {rows['bspline']['psnr_fg']:6.2f}  "
-                  f"intersr {rows['intersr']['psnr_fg']:6.2f}  ({gain:+.2f} dB, "
-                  f"{rows['intersr']['seconds']:.0f} s)", flush=True)
+            results.append({"volume": stem, "split": _split(stem), "case": case.name,
+                            "set": case.set, "truth": {"shape": case.shape, "fwhm": case.fwhm,
+                                                       "tbw": case.tbw, "header": case.header},
+                            "methods": rows})
+            m = rows
+            print(f"{stem:32s} {case.name:17s} bspline {m['bspline']['psnr_fg']:6.2f} deconv "
+                  f"{m['deconv']['psnr_fg']:6.2f} intersr {m['intersr']['psnr_fg']:6.2f} "
+                  f"({m['intersr']['psnr_fg'] - m['bspline']['psnr_fg']:+.2f} dB; spread "
+                  f"{m['intersr']['psnr_fg_spread']:.2f}; profile "
+                  f"{m['intersr']['profile']['shape']} {m['intersr']['profile']['fwhm_voxels']:.2f}"
+                  f" vs {case.shape} {case.fwhm:g}; {m['intersr']['seconds']:.0f} s)", flush=True)
             (out / "bench.json").write_text(json.dumps(
-                {"adapt_seconds": adapt_seconds, "crop": args.crop or BENCH_CROP,
-                 "results": results}, indent=2) + "\n")
+                {"adapt_steps": steps, "seeds": list(seeds), "crop": args.crop or BENCH_CROP,
+                 "summary": summary(results), "results": results}, indent=2) + "\n")
     table = markdown(results, methods)
     (out / "bench.md").write_text(table)
     print(table)

@@ -64,6 +64,10 @@ def _add_bench(sub) -> None:
     bench.add_argument("data", nargs="?", help="folder of near-isotropic volumes "
                        "(default ../shared/data/mr when present)")
     bench.add_argument("--out", default="bench-out", help="folder for JSON, Markdown and PNGs")
+    bench.add_argument("--adapt-steps", type=int, default=None,
+                       help="adaptation steps per simulated case (default 350)")
+    bench.add_argument("--seeds", type=int, default=None,
+                       help="seeds per simulated case (default 3: median and spread)")
     bench.add_argument("--adapt-seconds", type=float, default=None,
                        help="adaptation budget per case (default: the bench's own)")
     bench.add_argument("--crop", type=int, default=None, help="max voxels per axis of each crop")

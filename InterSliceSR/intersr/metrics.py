@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .degrade import degrade
+from .degrade import DEFAULT_TBW, degrade
 
 
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.5
@@ -87,12 +87,14 @@ def quality(reference: np.ndarray, estimate: np.ndarray, exclude_slices: tuple =
             "ssim_fg": float(smap[fg].mean()), "ssim_all": float(smap[keep].mean())}
 
 
-def data_consistency_db(thick: np.ndarray, output: np.ndarray, factor: float, fwhm: float) -> float:
+def data_consistency_db(thick: np.ndarray, output: np.ndarray, factor: float, fwhm: float,
+                        shape: str = "gauss", tbw: float = DEFAULT_TBW) -> float:
     """Degrade the output again onto the input's slabs (axis 0) and compare with the input.
 
-    factor and fwhm are in output voxels. Needs no reference, so it works on real scans.
+    A self-consistency check, not a quality metric (a deconvolution scores high with worse
+    images). factor and fwhm are in output voxels. Needs no reference: works on real scans.
     """
-    again = degrade(output, 0, factor, fwhm)
+    again = degrade(output, 0, factor, fwhm, shape, tbw)
     n = min(len(again), len(thick))
     intensity = normaliser(thick)
     return psnr(normalise(thick[:n], intensity), normalise(again[:n], intensity))

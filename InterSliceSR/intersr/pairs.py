@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .degrade import profile_matrix
+from .degrade import DEFAULT_TBW, profile_matrix
 
 
 @dataclass
@@ -31,13 +31,14 @@ def fine_positions(n_fine: int, factor: float) -> np.ndarray:
 class PlanePairs:
     """Random patches of a normalised 3-D array, degraded along `axis` within planes (axis, other).
 
-    factor and fwhm are in voxels of `axis`; `fixed` lists the indices allowed along the third
-    axis (so held-out slices stay out of training).
+    factor and fwhm are in voxels of `axis`, shape/tbw the slice profile (degrade.py);
+    `fixed` lists the indices allowed along the third axis (so held-out slices stay out of
+    training).
     """
 
     def __init__(self, array: np.ndarray, axis: int, other: int, factor: float, fwhm: float,
                  fixed: np.ndarray | None = None, slabs: int = 16, width: int = 64,
-                 min_mean: float = 0.05):
+                 min_mean: float = 0.05, shape: str = "gauss", tbw: float = DEFAULT_TBW):
         third = 3 - axis - other
         self.view = np.moveaxis(array, (third, axis, other), (0, 1, 2))
         dim_axis, dim_other = self.view.shape[1], self.view.shape[2]
@@ -50,7 +51,8 @@ class PlanePairs:
         self.width = min(width, dim_other)
         self.fixed = np.arange(self.view.shape[0]) if fixed is None else np.asarray(fixed)
         self.matrix = torch.from_numpy(
-            np.ascontiguousarray(profile_matrix(self.length, self.factor, fwhm), np.float32))
+            np.ascontiguousarray(profile_matrix(self.length, self.factor, fwhm, shape, tbw), np.float32))
+        self.shape, self.tbw, self.fwhm = shape, float(tbw), float(fwhm)
         self.positions = torch.from_numpy(fine_positions(self.length, self.factor).astype(np.float32))
         self.min_mean = min_mean
 

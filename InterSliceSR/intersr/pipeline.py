@@ -19,6 +19,7 @@ from .grid import Grid, plan
 from .infer import super_resolve
 from .metrics import data_consistency_db, normaliser
 from .options import RunOptions, adapts, validate
+from .profile import choose_profiles
 from .progress import Progress
 from .resources import shipped_onnx
 from .results import AdaptResult, RunResult
@@ -100,13 +101,13 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     spacing, factor = grid.output_spacing_mm, grid.factor
     geometry = volume.geometry
     s = geometry.slice_spacing
-    thickness = options.thickness if options.thickness is not None else (
+    header_thickness = options.thickness if options.thickness is not None else (
         volume.slice_thickness or s)
     if options.weights == "none" and not adapting:
         raise InputError("--weights none with no adaptation would output an untrained "
                          "network's guess; give an adaptation budget or drop --weights none")
     if adapting and options.method == "self-supervised":
-        check_adaptable(volume, thickness)
+        check_adaptable(volume, header_thickness)
     positions = grid.positions()
     check_memory(grid, choice.backend)
     warnings = grid_warnings(geometry, spacing, options)
@@ -114,13 +115,18 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         progress.log(f"intersr: warning: {warning}")
     intensity = normaliser(volume.array)
     normalised = intensity.apply(volume.array)
+    spacing3 = (s, *geometry.inplane_spacings)
+    profiles, how = choose_profiles(normalised, spacing3, volume.slice_thickness,
+                                    options.profile, options.thickness, progress)
+    profile = profiles[0]
+    thickness = profile.fwhm
     with tempfile.TemporaryDirectory(prefix="intersr-") as workdir:
         if choice.backend == "torch" or adapting or options.weights is not None:
             from .torch_run import adapted_backend
             engine, result, sha, extra = adapted_backend(
-                options, normalised, (s, *geometry.inplane_spacings), thickness, factor,
+                options, normalised, spacing3, thickness, factor,
                 use_ort=choice.backend == "onnxruntime", progress=progress, workdir=workdir,
-                ort_on_cpu=choice.ort_on_cpu)
+                ort_on_cpu=choice.ort_on_cpu, profiles=profiles, target_spacing=spacing)
         else:
             engine, sha = shipped_ort_backend(options)
             result, extra = AdaptResult(), {}
@@ -130,7 +136,8 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         backend_text = describe_backend(engine.name, adapting) + f" on {engine.device}"
         del engine
     progress.update("check", 0, 1)
-    consistency = data_consistency_db(normalised, output, factor, thickness / spacing)
+    consistency = data_consistency_db(normalised, output, factor, thickness / spacing,
+                                      profile.shape, profile.tbw)
     progress.update("check", 1, 1, data_consistency_db=consistency)
     low, high = float(volume.array.min()), float(volume.array.max())
     output *= np.float32(intensity.span)  # in place: the output is the largest array of a run
@@ -142,7 +149,8 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         version=__version__,
         backend=backend_text,
         weights_sha256=sha or "none (trained from scratch on this volume)",
-        profile=options.profile,
+        profile=f"{profile.describe()} ({how}); adapted to: "
+        + "; ".join(p.describe() for p in profiles),
         factor=f"{factor:.6g}",
         input_spacing_mm=f"{s:.6g}",
         output_spacing_mm=f"{spacing:.6g}",
@@ -156,7 +164,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     return RunResult(array=output, geometry=output_geometry(geometry, spacing), factor=factor,
                      thickness=thickness, adaptation=result, data_consistency_db=consistency,
                      weights_sha256=sha, seconds=time.monotonic() - start,
-                     backend=backend_text, provenance=provenance)
+                     backend=backend_text, provenance=provenance, profile=profile)
 
 
 def describe_backend(name: str, adapting: bool) -> str:

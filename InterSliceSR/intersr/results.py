@@ -1,6 +1,7 @@
 """What a run produces (torch-free): adaptation summary and the run's result."""
 from __future__ import annotations
 
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,3 +31,4 @@ class RunResult:
     seconds: float
     backend: str = ""  # what ran the network, e.g. "onnxruntime 1.31.1 on cpu"
     provenance: dict[str, str] = field(default_factory=dict)
+    profile: Any = None  # the slice profile used (degrade.SliceProfile)

@@ -51,13 +51,16 @@ def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
 def adapted_backend(options: RunOptions, normalised: np.ndarray,
                     spacing3: tuple[float, float, float], thickness: float, factor: float,
                     use_ort: bool, progress: Progress, workdir: str | None = None,
-                    ort_on_cpu: bool = False
+                    ort_on_cpu: bool = False, profiles: list | None = None,
+                    target_spacing: float | None = None
                     ) -> tuple[Backend, AdaptResult, str, dict[str, str]]:
     """Adapt (unless the options say not to) and return the backend that runs the result.
 
     Returns (backend, adaptation, weights sha256, extra provenance by short key).
     use_ort: export the (adapted) network to ONNX and run it with ONNX Runtime;
     ort_on_cpu: do so when the run is on the CPU (--backend auto).
+    profiles: the slice profile(s) adaptation learns (profile.py); default a Gaussian of
+    `thickness`. target_spacing: the requested output spacing (pairs at its resolution).
     """
     device = pick_device(options.device)
     torch.manual_seed(options.seed)
@@ -67,8 +70,9 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     result = AdaptResult()
     extra: dict[str, str] = {}
     if adapts(options) and options.method == "self-supervised":
-        result = adapt(model, normalised, spacing3, thickness, adapt_config(options, device),
-                       device, progress)
+        result = adapt(model, normalised, spacing3, profiles or thickness,
+                       adapt_config(options, device), device, progress,
+                       target_spacing=target_spacing)
     elif adapts(options):
         from .vae_pairs import train_on_vae_pairs
         pairs = train_on_vae_pairs(model, normalised, spacing3, thickness, factor,

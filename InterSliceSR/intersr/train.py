@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .degrade import SHAPES
 from .errors import InputError, WeightsError
 from .metrics import normaliser
 from .network import NetConfig, build_network
@@ -118,8 +119,9 @@ def video_batch(clips: list[np.ndarray], batch: int, rng: np.random.Generator) -
     clip = clips[rng.integers(len(clips))]
     k = int(rng.integers(2, 9))
     slabs = int(min(8, clip.shape[0] // k))
-    exposure = 1e-3 if rng.random() < 0.5 else k * rng.uniform(0.5, 1.0)
-    pairs = PlanePairs(clip, axis=0, other=2, factor=k, fwhm=exposure, slabs=slabs, min_mean=0.02)
+    exposure = 1e-3 if rng.random() < 0.5 else k * rng.uniform(0.5, 1.0)  # a shutter is a box
+    pairs = PlanePairs(clip, axis=0, other=2, factor=k, fwhm=exposure, slabs=slabs, min_mean=0.02,
+                       shape="box")
     return pairs.sample(batch, rng)
 
 
@@ -138,8 +140,15 @@ def load_mr(folder: Path) -> list[tuple[np.ndarray, tuple[float, ...]]]:
     return volumes
 
 
+def random_profile(factor: float, rng: np.random.Generator) -> tuple[str, float, float]:
+    """A slice profile from the whole family: shape, FWHM (voxels: 0.5-1.2 x factor, so gaps
+    and overlaps too) and the RF pulse's time-bandwidth product (2-8)."""
+    shape = str(rng.choice(SHAPES))
+    return shape, factor * float(rng.uniform(0.5, 1.2)), float(rng.uniform(2.0, 8.0))
+
+
 def mr_batch(volumes, batch: int, rng: np.random.Generator) -> PairBatch:
-    """Thick slices simulated along a fine axis of a real volume: factor 2-8, thickness 0.5-1."""
+    """Thick slices simulated along a fine axis of a real volume: factor 2-8, any profile."""
     array, spacing = volumes[rng.integers(len(volumes))]
     finest = min(spacing)
     fine_axes = [a for a in range(3) if spacing[a] < 1.5 * finest and array.shape[a] >= 24]
@@ -148,8 +157,8 @@ def mr_batch(volumes, batch: int, rng: np.random.Generator) -> PairBatch:
                            or [a for a in range(3) if a != axis]))
     factor = float(rng.uniform(2.0, 8.0))
     factor = min(factor, array.shape[axis] / 3)
-    thickness = factor * float(rng.uniform(0.5, 1.0))
-    pairs = PlanePairs(array, axis, other, factor, thickness, slabs=12)
+    shape, thickness, tbw = random_profile(factor, rng)
+    pairs = PlanePairs(array, axis, other, factor, thickness, slabs=12, shape=shape, tbw=tbw)
     out = pairs.sample(batch, rng)
     gain = torch.from_numpy(rng.uniform(0.7, 1.3, (batch, 1, 1, 1)).astype(np.float32))
     return PairBatch(out.thick * gain, out.fine * gain, out.positions, out.factor, out.blur)

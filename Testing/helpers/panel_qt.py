@@ -10,15 +10,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 UI_FILE = ROOT / "InterSliceSR" / "Resources" / "UI" / "InterSliceSR.ui"
 
-# The parameter node's fields as the model wrapper needs them: kind, choices, default.
-PARAMS = {
-    "targetSpacing": (float, None, 0.0),
-    "sliceThickness": (float, None, 0.0),
-    "device": (str, ("auto", "cuda", "cpu"), "auto"),
-    "budget": (str, ("fast", "balanced", "best", "seconds"), "balanced"),
-    "budgetSeconds": (float, None, 120.0),
-    "seed": (int, None, 0),
-}
+def _params():
+    """The parameter node's fields as the model wrapper needs them: kind, choices, default
+    (choices from the engine's one declaration, as InterSliceSR.py takes them)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "InterSliceSR"))
+    from intersr import options
+
+    return {
+        "targetSpacing": (float, None, 0.0),
+        "sliceThickness": (float, None, 0.0),
+        "device": (str, options.DEVICES, "auto"),
+        "budget": (str, options.GUI_BUDGETS, options.DEFAULT_PRESET),
+        "budgetSeconds": (float, None, 120.0),
+        "seed": (int, None, 0),
+        "method": (str, options.GUI_METHODS, "self-supervised"),
+        "noAdapt": (bool, None, False),
+    }
+
+
+PARAMS = _params()
 
 
 def _classes():

@@ -12,7 +12,7 @@ v5.10.0 and v5.12.3; only the parts the module's widgets use:
   clears the combo box and adds the choices (``currentIndexChanged`` fires with -1, then 0),
   ``read`` returns ``choices[currentIndex]`` (so index -1 reads the LAST choice), ``write``
   raises ValueError for a value that is not an item.
-- QDoubleSpinBox / QSpinBox connectors: ``valueChanged``.
+- QDoubleSpinBox / QSpinBox connectors: ``valueChanged``; QCheckBox: ``stateChanged``.
 - ``disconnectGui(tag)``: detaches the callbacks of that tag's connectors (unknown tag:
   nothing); a widget -> node callback does nothing while the wrapper updates the GUI.
 """
@@ -58,6 +58,31 @@ class ChoiceConnector:
         raise ValueError(f"Unable to find value {value} in choices {self.choices}")
 
 
+class CheckBoxConnector:
+    """QCheckBoxToBoolConnector: ``stateChanged``, ``checked``."""
+
+    def __init__(self, widget):
+        self.widget = widget
+        self.callback = None
+
+    def _changed(self, *args):
+        if self.callback:
+            self.callback()
+
+    def onChanged(self, callback):
+        if callback is None:
+            self.widget.stateChanged.disconnect(self._changed)
+        else:
+            self.widget.stateChanged.connect(self._changed)
+        self.callback = callback
+
+    def read(self):
+        return self.widget.isChecked()
+
+    def write(self, value):
+        self.widget.setChecked(bool(value))
+
+
 class NumberConnector:
     def __init__(self, widget, kind):
         self.widget = widget
@@ -97,14 +122,15 @@ class ModelWrapper:
         self._observerTags = {}
         for name, (_kind, _choices, default) in params.items():
             if not node.GetParameter(name):
-                node.SetParameter(name, str(default))
+                self.setValue(name, default)
 
     def getValue(self, name):
         kind = self.params[name][0]
-        return kind(self.parameterNode.GetParameter(name))
+        text = self.parameterNode.GetParameter(name)
+        return text == "true" if kind is bool else kind(text)
 
     def setValue(self, name, value):
-        self.parameterNode.SetParameter(name, str(value))
+        self.parameterNode.SetParameter(name, ("true" if value else "false") if isinstance(value, bool) else str(value))
 
     def __getattr__(self, name):
         if name != "params" and name in self.params:
@@ -131,15 +157,19 @@ class ModelWrapper:
             self._updating = False
 
     def connectGui(self, gui):
-        from PySide6.QtWidgets import QComboBox, QWidget
+        from PySide6.QtWidgets import QCheckBox, QComboBox, QWidget
 
         mapping = {}
         for widget in gui.findChildren(QWidget):
             name = widget.property("SlicerParameterName")
             if name in self.params:
                 kind, choices, _default = self.params[name]
-                mapping[name] = (ChoiceConnector(widget, choices) if isinstance(widget, QComboBox)
-                                 else NumberConnector(widget, kind))
+                if isinstance(widget, QComboBox):
+                    mapping[name] = ChoiceConnector(widget, choices)
+                elif isinstance(widget, QCheckBox):
+                    mapping[name] = CheckBoxConnector(widget)
+                else:
+                    mapping[name] = NumberConnector(widget, kind)
         tag = self._nextTag
         self._nextTag += 1
         self._parameterGUIs[tag] = mapping

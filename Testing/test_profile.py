@@ -1,0 +1,170 @@
+"""Slice profiles (degrade.py), their estimation (profile.py), metrics against hand-computed
+values, continuous slice queries, and adaptation pairs built with the right profile."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+import torch
+
+from intersr.adapt import at_target_resolution, inplane_samplers
+from intersr.degrade import SliceProfile, degrade, profile_matrix, profile_values
+from intersr.infer import super_resolve
+from intersr.metrics import data_consistency_db, normaliser, psnr, quality, ssim_map
+from intersr.pairs import fine_positions
+from intersr.profile import estimate_profile
+from intersr.weights import load_pretrained
+
+
+# ---------------------------------------------------------------- the profile family
+@pytest.mark.parametrize("shape,tbw", [("gauss", 4.0), ("box", 4.0), ("sinc", 2.0),
+                                       ("sinc", 4.0), ("sinc", 8.0)])
+def test_each_shape_has_the_requested_fwhm(shape, tbw):
+    x = np.linspace(-3, 3, 60001)
+    values = profile_values(x, shape, 1.7, tbw)
+    above = x[values >= 0.5]
+    assert above.max() - above.min() == pytest.approx(1.7, rel=0.01)
+    assert values.max() == pytest.approx(1.0, abs=0.02)
+
+
+def test_box_rows_are_exact_slab_averages_and_gaps_leave_voxels_out():
+    matrix = profile_matrix(40, 4.0, 4.0, "box")
+    np.testing.assert_allclose(matrix[3, 12:16], 0.25, atol=1e-6)
+    assert matrix[3, :12].sum() == 0 and matrix[3, 16:].sum() == 0
+    gap = profile_matrix(40, 4.0, 2.0, "box")  # thickness 2 at spacing 4: half is never seen
+    np.testing.assert_allclose(gap[3, 13:15], 0.5, atol=1e-6)
+    assert np.count_nonzero(gap.sum(axis=0)) == 20
+
+
+def test_sinc_profile_has_a_flat_top_and_small_ripples():
+    x = np.linspace(-3, 3, 6001)
+    values = profile_values(x, "sinc", 1.0, 8.0)
+    assert values[np.abs(x) < 0.3].min() > 0.97  # flat top
+    tails = values[np.abs(x) > 0.75]
+    assert tails.min() < -1e-4 and np.abs(tails).max() < 0.02  # ripples, small
+
+
+def test_shapes_differ_and_rows_sum_to_one():
+    rows = {shape: profile_matrix(64, 4.0, 4.0, shape)[6] for shape in ("gauss", "box", "sinc")}
+    for row in rows.values():
+        assert row.sum() == pytest.approx(1.0, abs=1e-6)
+    assert np.abs(rows["gauss"] - rows["box"]).max() > 0.05
+    assert np.abs(rows["sinc"] - rows["box"]).max() > 0.01
+
+
+def test_unknown_shape_is_refused():
+    with pytest.raises(ValueError, match="unknown slice profile shape"):
+        profile_matrix(10, 2.0, 2.0, "lorentz")
+
+
+# ---------------------------------------------------------------- estimation
+@lru_cache(maxsize=2)
+def blobs(n: int = 64, count: int = 160, seed: int = 0) -> np.ndarray:
+    """An isotropic synthetic 'anatomy': overlapping balls of random intensity."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:n, :n, :n].astype(np.float32)
+    volume = np.full((n, n, n), 0.5, np.float32)
+    for _ in range(count):
+        c, r = rng.uniform(0, n, 3), rng.uniform(2, 8)
+        volume[(z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 < r * r] = rng.uniform(0.2, 1)
+    volume.setflags(write=False)
+    return volume
+
+
+@pytest.mark.parametrize("shape,fwhm", [("gauss", 4.0), ("box", 4.0), ("gauss", 2.8)])
+def test_estimator_recovers_fwhm_of_a_known_profile(shape, fwhm):
+    thick = degrade(blobs(), 0, 4.0, fwhm, shape)
+    estimate = estimate_profile(thick, (4.0, 1.0, 1.0), shapes=(shape,))
+    assert estimate.profile.shape == shape
+    assert estimate.profile.fwhm == pytest.approx(fwhm, rel=0.15)
+
+
+def test_estimator_keeps_the_true_profile_among_the_plausible_ones():
+    thick = degrade(blobs(), 0, 4.0, 4.0, "box")
+    estimate = estimate_profile(thick, (4.0, 1.0, 1.0))
+    boxes = [p for p in estimate.plausible if p.shape == "box"]
+    assert boxes and boxes[0].fwhm == pytest.approx(4.0, rel=0.15)
+
+
+def test_estimator_refuses_too_few_slices():
+    with pytest.raises(ValueError, match="too few"):
+        estimate_profile(np.ones((4, 32, 32), np.float32), (4.0, 1.0, 1.0))
+
+
+# ---------------------------------------------------------------- metrics by hand
+def test_psnr_matches_hand_computed_values():
+    ref = np.zeros((4, 4, 4), np.float32)
+    est = np.full_like(ref, 0.1)  # MSE 0.01 on a [0, 1] scale -> 20 dB
+    assert psnr(ref, est) == pytest.approx(20.0, abs=1e-6)
+    mask = np.zeros(ref.shape, bool)
+    mask[0] = True
+    est[0] = 0.01  # MSE 1e-4 inside the mask -> 40 dB
+    assert psnr(ref, est, mask) == pytest.approx(40.0, abs=1e-4)
+    assert psnr(ref, ref) == float("inf")
+
+
+def test_ssim_and_normalisation_by_hand(rng):
+    ref = rng.random((12, 12, 12)).astype(np.float32)
+    assert np.allclose(ssim_map(ref, ref), 1.0)
+    # constant images with means a and b: SSIM = (2ab + c1) / (a^2 + b^2 + c1)
+    a, b, c1 = 0.5, 0.25, 0.01 ** 2
+    value = ssim_map(np.full((8, 8, 8), a), np.full((8, 8, 8), b))
+    assert value.mean() == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-6)
+    ramp = np.arange(1000, dtype=np.float32)
+    intensity = normaliser(ramp)
+    assert intensity.low == pytest.approx(np.percentile(ramp, 0.5))
+    assert intensity.high == pytest.approx(np.percentile(ramp, 99.5))
+    scores = quality(ramp.reshape(10, 10, 10) * 2, ramp.reshape(10, 10, 10) * 2)
+    assert scores["psnr_all"] == float("inf") and scores["ssim_all"] == pytest.approx(1.0)
+
+
+def test_data_consistency_uses_the_profile_it_is_given(rng):
+    fine = rng.random((64, 8, 8)).astype(np.float32)
+    thick = degrade(fine, 0, 4.0, 4.0, "box")
+    right = data_consistency_db(thick, fine, 4.0, 4.0, "box")
+    wrong = data_consistency_db(thick, fine, 4.0, 4.0, "gauss")
+    assert right > 100 and wrong < 40
+
+
+# ---------------------------------------------------------------- continuous slice queries
+def test_slices_between_slabs_are_not_copies_of_the_nearest_slab():
+    """A ramp across slabs: every output slice within one slab interval takes its own value,
+    increasing with position (copying the nearest slab would repeat values)."""
+    model = load_pretrained().model
+    n, k = 12, 4.0
+    ramp = np.linspace(0.2, 0.8, n, dtype=np.float32)[:, None, None] * np.ones((1, 24, 24),
+                                                                           np.float32)
+    positions = fine_positions(int(n * k), k)
+    out = super_resolve(model, ramp, positions, k, 1.0, torch.device("cpu"))
+    centre = out[:, 12, 12]
+    inner = centre[8:40]
+    assert np.all(np.diff(inner) > 0)
+    assert len(np.unique(np.round(inner, 5))) == len(inner)
+
+
+# ---------------------------------------------------------------- adaptation pairs
+def test_adaptation_pairs_follow_the_profile_and_factor(rng):
+    volume = rng.random((24, 64, 64)).astype(np.float32)
+    box = SliceProfile("box", 3.2)
+    samplers = inplane_samplers(volume, (3.2, 0.8, 0.8), [box], np.arange(24))
+    assert len(samplers) == 2
+    for sampler in samplers:
+        assert sampler.factor == pytest.approx(4.0)  # slice spacing / in-plane spacing
+        batch = sampler.sample(2, rng, augment=False)
+        fine = batch.fine[:, 0].numpy()
+        right = np.stack([degrade(f, 0, 4.0, 4.0, "box") for f in fine])
+        np.testing.assert_allclose(batch.thick[:, 0].numpy(), right, atol=1e-5)
+        for factor, shape in ((3.0, "box"), (4.0, "gauss")):  # a wrong factor or profile
+            wrong = np.stack([degrade(f, 0, factor, factor, shape) for f in fine])
+            assert wrong.shape != right.shape or np.abs(wrong - right).max() > 1e-3
+
+
+def test_coarser_requested_spacing_learns_at_that_resolution(rng):
+    volume = rng.random((10, 60, 48)).astype(np.float32)
+    profile = SliceProfile("sinc", 6.0)
+    out, spacing = at_target_resolution(volume, (6.0, 0.5, 0.5), 1.5, profile)
+    assert spacing == pytest.approx((6.0, 1.5, 1.5))
+    assert out.shape == (10, 20, 16)
+    same, kept = at_target_resolution(volume, (6.0, 0.5, 0.5), 0.5, profile)
+    assert same is volume and kept == (6.0, 0.5, 0.5)
