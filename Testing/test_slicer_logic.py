@@ -369,7 +369,6 @@ def test_grid_and_memory_estimate():
     coronal = geometry.describe_grid((128, 128, 62), (2, 2, 3), ((1, 0, 0), (0, 0, 1), (0, -1, 0)))
     assert coronal.plane == "coronal" and coronal.output_size == (128, 128, 93)
     assert coronal.summary()["memory"] == geometry.format_bytes(coronal.estimated_memory_bytes)
-    assert coronal.summary()["memory"].endswith("GiB")  # the runtime alone is about 1 GiB
     # 7 slices at x2.5: the one grid rule gives 17 (an 18th centre would sit on the edge)
     assert geometry.describe_grid((64, 64, 7), (1.0, 1.0, 2.5)).output_size == (64, 64, 17)
 

@@ -15,7 +15,9 @@ import numpy as np
 
 from .errors import InputError, ResourceError
 
-CPU_CHUNK_BYTES = 768 * 2**20  # activation budget per chunk of planes
+# Activation budget per chunk of planes. On the CPU a larger chunk is no faster (measured:
+# 128 MiB and 768 MiB chunks take the same time) but costs its memory: see memory.py.
+CPU_CHUNK_BYTES = 128 * 2**20
 CUDA_CHUNK_BYTES = 4 * 2**30
 
 
@@ -109,6 +111,7 @@ class OrtBackend(Backend):
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # the default memory arena stays (faster); its size is bounded by the chunk budget
         self.session = onnxruntime.InferenceSession(str(model_path), options,
                                                     providers=ort_providers(device))
         self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
@@ -134,15 +137,17 @@ class Choice:
     backend: str  # "torch" or "onnxruntime"
     adapt_with_torch: bool
     reason: str
+    ort_on_cpu: bool = False  # auto: adapt with torch, then infer with ORT when on the CPU
 
 
 def choose(requested: str, adapting: bool, torch_ok: bool | None = None,
            ort_ok: bool | None = None) -> Choice:
     """The backend for a run, or an InputError that says what to install or change.
 
-    auto: torch when it is installed (adaptation needs it, and on the CPU it is as fast as ORT
-    for this network: docs/benchmarks.md "Backends"); ONNX Runtime when torch is not installed,
-    which only works without adaptation (--no-adapt).
+    auto: torch for adaptation when it is installed, and on the CPU the (adapted) network is
+    exported and run with ONNX Runtime when that is installed too (several times faster there,
+    export ~3 s: docs/benchmarks.md "Backends"); on CUDA torch runs it (ORT's CUDA execution
+    provider was not measured). Without torch, ONNX Runtime alone, only without adaptation.
     """
     torch_ok = installed("torch") if torch_ok is None else torch_ok
     ort_ok = installed("onnxruntime") if ort_ok is None else ort_ok
@@ -162,8 +167,11 @@ def choose(requested: str, adapting: bool, torch_ok: bool | None = None,
     if requested == "onnxruntime":
         return Choice("onnxruntime", adapting, "requested with --backend onnxruntime"
                       + (" (the adapted network is exported to ONNX)" if adapting else ""))
-    if requested == "torch" or torch_ok:
-        return Choice("torch", adapting, "requested with --backend torch"
-                      if requested == "torch" else "auto: PyTorch is installed")
+    if requested == "torch":
+        return Choice("torch", adapting, "requested with --backend torch")
+    if torch_ok:
+        return Choice("torch", adapting, "auto: PyTorch for adaptation"
+                      + (", ONNX Runtime for inference on the CPU" if ort_ok else ""),
+                      ort_on_cpu=ort_ok)
     return Choice("onnxruntime", False, "auto: PyTorch is not installed, ONNX Runtime runs the "
                   "shipped network without fine-tuning")

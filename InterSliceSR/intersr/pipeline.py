@@ -126,13 +126,14 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
             engine, result, sha, extra = adapted_backend(
                 options, normalised, spacing3, thickness, factor,
                 use_ort=choice.backend == "onnxruntime", progress=progress, workdir=workdir,
-                profiles=profiles, target_spacing=spacing)
+                ort_on_cpu=choice.ort_on_cpu, profiles=profiles, target_spacing=spacing)
         else:
             engine, sha = shipped_ort_backend(options)
             result, extra = AdaptResult(), {}
         progress.log(f"intersr: inference with {engine.describe()} ({choice.reason})")
         output = super_resolve(engine, normalised, positions, factor, thickness / s,
                                progress=progress)
+        backend_text = describe_backend(engine.name, adapting) + f" on {engine.device}"
         del engine
     progress.update("check", 0, 1)
     consistency = data_consistency_db(normalised, output, factor, thickness / spacing,
@@ -142,7 +143,6 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     output *= np.float32(intensity.span)  # in place: the output is the largest array of a run
     output += np.float32(intensity.low)
     np.clip(output, low, high, out=output)
-    backend_text = describe_backend(choice.backend, adapting)
     provenance = protocol.provenance(
         method=METHOD_NAMES[options.method] if adapting
         else "InterSliceSR (SliceINR, pretrained network, no fine-tuning)",

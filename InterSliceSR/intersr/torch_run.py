@@ -51,12 +51,14 @@ def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
 def adapted_backend(options: RunOptions, normalised: np.ndarray,
                     spacing3: tuple[float, float, float], thickness: float, factor: float,
                     use_ort: bool, progress: Progress, workdir: str | None = None,
-                    profiles: list | None = None, target_spacing: float | None = None
+                    ort_on_cpu: bool = False, profiles: list | None = None,
+                    target_spacing: float | None = None
                     ) -> tuple[Backend, AdaptResult, str, dict[str, str]]:
     """Adapt (unless the options say not to) and return the backend that runs the result.
 
     Returns (backend, adaptation, weights sha256, extra provenance by short key).
-    use_ort: export the (adapted) network to ONNX and run it with ONNX Runtime.
+    use_ort: export the (adapted) network to ONNX and run it with ONNX Runtime;
+    ort_on_cpu: do so when the run is on the CPU (--backend auto).
     profiles: the slice profile(s) adaptation learns (profile.py); default a Gaussian of
     `thickness`. target_spacing: the requested output spacing (pairs at its resolution).
     """
@@ -80,13 +82,21 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
         extra = {"vae_steps": str(pairs.vae.steps),
                  "vae_final_l1": f"{pairs.vae.final_loss:.6g}",
                  "synthetic_slices": str(pairs.synthetic_shape[0])}
-    if not use_ort:
+    if not (use_ort or (ort_on_cpu and device.type == "cpu")):
         return TorchBackend(model, device), result, sha, extra
     from .export import export_onnx
     progress.update("export", 0, 1)
     folder = workdir or tempfile.mkdtemp(prefix="intersr-onnx-")
-    path = export_onnx(model, Path(folder) / "adapted.onnx")
+    try:
+        path = export_onnx(model, Path(folder) / "adapted.onnx")
+    except OSError as exc:  # e.g. no space for the export: torch can still run the network
+        if use_ort:
+            raise ResourceError(f"could not write the ONNX export of the adapted network in "
+                                f"{folder}: {exc.strerror or exc}") from None
+        progress.log(f"intersr: could not export to ONNX ({exc.strerror or exc}); "
+                     "inference with torch")
+        return TorchBackend(model, device), result, sha, extra
     config = getattr(model, "config", NetConfig())
-    backend = OrtBackend(path, options.device, channels=config.channels, hidden=config.hidden)
+    backend = OrtBackend(path, device.type, channels=config.channels, hidden=config.hidden)
     progress.update("export", 1, 1)
     return backend, result, sha, extra
