@@ -27,25 +27,37 @@ def _at_least(version: str, other: str) -> bool:
     return tuple(map(int, version.split("."))) >= tuple(map(int, other.split(".")))
 
 
-class ChoiceConnector:
-    def __init__(self, widget, choices):
+class _SignalConnector:
+    """Shared part of the widget connectors: one Qt signal drives the parameter-node callback."""
+
+    signal_name = ""
+
+    def __init__(self, widget):
         self.widget = widget
-        self.choices = list(choices)
         self.callback = None
-        widget.clear()
-        for choice in self.choices:
-            widget.addItem(str(choice))
 
     def _changed(self, *args):
         if self.callback:
             self.callback()
 
     def onChanged(self, callback):
+        signal = getattr(self.widget, self.signal_name)
         if callback is None:
-            self.widget.currentIndexChanged.disconnect(self._changed)
+            signal.disconnect(self._changed)
         else:
-            self.widget.currentIndexChanged.connect(self._changed)
+            signal.connect(self._changed)
         self.callback = callback
+
+
+class ChoiceConnector(_SignalConnector):
+    signal_name = "currentIndexChanged"
+
+    def __init__(self, widget, choices):
+        super().__init__(widget)
+        self.choices = list(choices)
+        widget.clear()
+        for choice in self.choices:
+            widget.addItem(str(choice))
 
     def read(self):
         return self.choices[self.widget.currentIndex()]
@@ -58,23 +70,10 @@ class ChoiceConnector:
         raise ValueError(f"Unable to find value {value} in choices {self.choices}")
 
 
-class CheckBoxConnector:
+class CheckBoxConnector(_SignalConnector):
     """QCheckBoxToBoolConnector: ``stateChanged``, ``checked``."""
 
-    def __init__(self, widget):
-        self.widget = widget
-        self.callback = None
-
-    def _changed(self, *args):
-        if self.callback:
-            self.callback()
-
-    def onChanged(self, callback):
-        if callback is None:
-            self.widget.stateChanged.disconnect(self._changed)
-        else:
-            self.widget.stateChanged.connect(self._changed)
-        self.callback = callback
+    signal_name = "stateChanged"
 
     def read(self):
         return self.widget.isChecked()
@@ -83,22 +82,12 @@ class CheckBoxConnector:
         self.widget.setChecked(bool(value))
 
 
-class NumberConnector:
+class NumberConnector(_SignalConnector):
+    signal_name = "valueChanged"
+
     def __init__(self, widget, kind):
-        self.widget = widget
+        super().__init__(widget)
         self.kind = kind
-        self.callback = None
-
-    def _changed(self, *args):
-        if self.callback:
-            self.callback()
-
-    def onChanged(self, callback):
-        if callback is None:
-            self.widget.valueChanged.disconnect(self._changed)
-        else:
-            self.widget.valueChanged.connect(self._changed)
-        self.callback = callback
 
     def read(self):
         return self.kind(self.widget.value())
