@@ -154,16 +154,18 @@ def test_jsonl_protocol_error(tmp_path):
     check_event(events[-1])
 
 
-def test_sigterm_during_adaptation_leaves_nothing(tmp_path, small_volume):
-    out_dir = tmp_path / "out"
+def assert_sigterm_at_stage_leaves_nothing(volume: Path, out_dir: Path, extra: list[str],
+                                           stage: str, wait_s: float) -> None:
+    """SIGTERM a real `intersr run` once it reports `stage`: exit 130, a final cancelled
+    error event, and nothing written to `out_dir`."""
     out_dir.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "intersr", "run", str(small_volume),
-                             str(out_dir / "iso.nrrd"), "--adapt-seconds", "120",
+    proc = subprocess.Popen([sys.executable, "-m", "intersr", "run", str(volume),
+                             str(out_dir / "iso.nrrd"), *extra, "--adapt-seconds", "120",
                              "--progress", "jsonl"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + wait_s
     for line in proc.stdout:
-        if json.loads(line)["stage"] == "adapt" or time.monotonic() > deadline:
+        if json.loads(line)["stage"] == stage or time.monotonic() > deadline:
             break
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=60)
@@ -171,6 +173,10 @@ def test_sigterm_during_adaptation_leaves_nothing(tmp_path, small_volume):
     last = json.loads(rest.strip().splitlines()[-1])
     assert last["stage"] == "error" and "cancelled" in last["message"]
     assert list(out_dir.iterdir()) == []
+
+
+def test_sigterm_during_adaptation_leaves_nothing(tmp_path, small_volume):
+    assert_sigterm_at_stage_leaves_nothing(small_volume, tmp_path / "out", [], "adapt", 120)
 
 
 def write_dicom_series(image: sitk.Image, folder: Path, thickness: float) -> None:

@@ -3,10 +3,8 @@ repeatability with --seed, provenance and progress stages, cancellation."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import SimpleITK as sitk
 import torch
 
 from conftest import sample_crop
-from test_cli import ENV
+from test_cli import ENV, assert_sigterm_at_stage_leaves_nothing
 from intersr.degrade import degrade
 from intersr.vae import VAEConfig, synthesise, train_vae
 from intersr.vae_pairs import synthetic_samplers
@@ -109,22 +107,8 @@ def test_step_budget_run_is_repeatable_with_seed_and_records_method(tmp_path):
 
 
 def test_sigterm_during_vae_training_leaves_nothing(tmp_path, small_volume):
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "intersr", "run", str(small_volume),
-                             str(out_dir / "iso.nrrd"), "--method", "vae-pairs",
-                             "--adapt-seconds", "120", "--progress", "jsonl"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.monotonic() + 150
-    for line in proc.stdout:
-        if json.loads(line)["stage"] == "vae" or time.monotonic() > deadline:
-            break
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    last = json.loads(rest.strip().splitlines()[-1])
-    assert last["stage"] == "error" and "cancelled" in last["message"]
-    assert list(out_dir.iterdir()) == []
+    assert_sigterm_at_stage_leaves_nothing(small_volume, tmp_path / "out",
+                                           ["--method", "vae-pairs"], "vae", 150)
 
 
 def test_gui_progress_labels_vae_stages_and_never_goes_back():
