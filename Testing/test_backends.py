@@ -117,3 +117,17 @@ def test_adapted_network_runs_on_onnxruntime(tmp_path):
     image = sitk.ReadImage(str(tmp_path / "o.nrrd"))
     assert image.GetMetaData("intersr_backend").startswith("onnxruntime")
     assert image.GetMetaData("intersr_adapt_steps") == "3"
+
+
+def test_bench_backends_times_both_backends_on_the_same_volume(tmp_path):
+    """`intersr bench --backends` (small size): both timings, their ratio and agreement."""
+    from intersr.bench_backends import main
+    args = type("Args", (), {"data": str(tmp_path / "no-data"), "sizes": "40,36,8",
+                             "out": str(tmp_path / "out")})()
+    assert main(args) == 0
+    row = json.loads((tmp_path / "out" / "backends.json").read_text())["results"][0]
+    assert row["size"] == [40, 36, 8] and row["output_slices"] == 32
+    assert row["torch_s"] > 0 and row["onnxruntime_s"] > 0
+    assert row["ratio_torch_over_ort"] == pytest.approx(row["torch_s"] / row["onnxruntime_s"],
+                                                        rel=0.01)
+    assert row["agreement_psnr_db"] >= 50

@@ -399,6 +399,13 @@ for _name, _opts, _message in [
     ("unknown flag", ("--colour", "red"), "unrecognized arguments: --colour red"),
     ("spacing and factor together", ("--spacing", 1, "--factor", 2), "--spacing"),
     ("unknown device", ("--device", "tpu"), "'tpu'"),
+    ("unknown profile", ("--profile", "trapezoid"),
+     "unknown profile 'trapezoid': use auto, gauss, box or sinc (--profile)"),
+    ("unknown method", ("--method", "gan"),
+     "unknown method 'gan': use self-supervised, vae-pairs or vae-combined (--method)"),
+    ("unknown backend", ("--backend", "tensorrt"),
+     "unknown backend 'tensorrt': use auto, torch or onnxruntime (--backend)"),
+    ("weights file missing", ("--weights", "no-such-weights.pt"), "no-such-weights.pt"),
 ]:
     fault("options", _name, 2, _message)(
         lambda d, o=_opts: args(tiny(d), out_dir(d) / "o.nrrd", *o))

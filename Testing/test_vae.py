@@ -14,7 +14,7 @@ import torch
 
 from conftest import sample_crop
 from test_cli import ENV, assert_sigterm_at_stage_leaves_nothing
-from intersr.degrade import degrade
+from intersr.degrade import SliceProfile, degrade
 from intersr.vae import VAEConfig, synthesise, train_vae
 from intersr.vae_pairs import synthetic_samplers
 from intersr.volume import output_positions, output_slice_count, to_volume
@@ -58,13 +58,20 @@ def test_pairs_come_from_the_degradation_model(small_vae):
     vae, volume, _ = small_vae
     factor, fwhm = 3.0, 3.0
     synthetic = synthesise(vae, volume, output_positions(len(volume), factor), torch.device("cpu"))
-    samplers = synthetic_samplers(synthetic, factor, fwhm, np.arange(36))
-    assert len(samplers) == 2
-    for sampler in samplers:
+    # the estimated profile(s), FWHM in mm of input slices spaced 2 mm: a box 1.5 slices wide
+    # (4.5 synthetic slices) and a Gaussian of one slice (3 synthetic slices)
+    profiles = [SliceProfile("box", 3.0), SliceProfile("gauss", 2.0)]
+    samplers = synthetic_samplers(synthetic, factor, profiles, 2.0, np.arange(36))
+    assert len(samplers) == 4
+    for sampler, (shape, fwhm) in zip(samplers, [("box", 4.5)] * 2 + [("gauss", 3.0)] * 2):
         batch = sampler.sample(3, np.random.default_rng(1), augment=False)
         fine = batch.fine[:, 0].numpy()  # (B, L, W): synthetic HR along the slice axis
-        # the synthetic HR is degraded by degrade.degrade; never paired with the real LR
-        expected = degrade(fine, 1, factor, fwhm)
+        # the synthetic HR is degraded by degrade.degrade with the profile it was given;
+        # never paired with the real LR
+        expected = degrade(fine, 1, factor, fwhm, shape)
+        assert not np.allclose(batch.thick[:, 0].numpy(), degrade(fine, 1, factor, 3.0,
+                                                                   "gauss" if shape == "box"
+                                                                   else "box"), atol=1e-4)
         np.testing.assert_allclose(batch.thick[:, 0].numpy(), expected, atol=1e-5)
         assert batch.fine.shape[2] == int(np.floor(batch.thick.shape[2] * factor + 1e-6))
         # each HR patch is a window of a (slices x rows|cols) plane of the synthetic volume

@@ -24,7 +24,7 @@ from intersr.bench import Case, crop_to_anatomy, thick_case
 from intersr.infer import super_resolve
 from intersr.metrics import normaliser, quality
 from intersr.network import NetConfig, build_network
-from intersr.train import HELD_OUT
+from intersr.resources import HELD_OUT
 from intersr.volume import output_positions, to_image, to_volume
 from intersr.weights import load_pretrained
 

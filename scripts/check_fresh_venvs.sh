@@ -67,18 +67,26 @@ EOF
 "$B/intersr" info
 
 if [ "${BENCH:-0}" = 1 ]; then
-  # The held-out volumes of every training stage (intersr/train.py HELD_OUT), x4 cases.
-  HELD_OUT=brain_t2w_arc_m2208.nii.gz,brain_t1gd_skullstripped_mrgd.nii.gz,brain_t1_stroke_8bit.nii.gz,brain_t2_stroke.nii.gz,brain_flair_stroke_8bit.nii.gz
+  # The held-out volumes of every training stage (intersr.resources.HELD_OUT), every x4 case
+  # of the bench (matched and mismatched profiles), no adaptation (--adapt-steps 0), one seed.
+  HELD_OUT=$("$B/python" -c "from intersr.resources import HELD_OUT; print(','.join(HELD_OUT))")
+  CASES=$("$B/python" -c "from intersr.bench import CASES; print(','.join(c.name for c in CASES if c.factor == 4))")
   DATA=${DATA:-$REPO/../shared/data/mr}
-  (cd "$WORK" && "$B/intersr" bench "$DATA" --out bench-ort --adapt-seconds 0 --device cpu \
-     --cases z_x4,y_x4,x_x4,oblique_x4 --volumes "$HELD_OUT")
+  (cd "$WORK" && "$B/intersr" bench "$DATA" --out bench-ort --adapt-steps 0 --seeds 1 \
+     --device cpu --cases "$CASES" --volumes "$HELD_OUT")
   "$B/python" - "$WORK/bench-ort/bench.json" <<'EOF'
 import json, sys
 rows = json.load(open(sys.argv[1]))["results"]
 gains = [r["methods"]["intersr"]["psnr_fg"] - r["methods"]["bspline"]["psnr_fg"] for r in rows]
 wins = sum(g > 0 for g in gains)
-print(f"ok?: no torch, no adaptation, held-out x4: intersr - B-spline foreground PSNR mean "
-      f"{sum(gains) / len(gains):+.2f} dB over {len(gains)} cases, better in {wins}")
+for r, g in zip(rows, gains):
+    print(f"  {r['volume']:32s} {r['case']:17s} B-spline {r['methods']['bspline']['psnr_fg']:6.2f} "
+          f"intersr {r['methods']['intersr']['psnr_fg']:6.2f} ({g:+.2f} dB)")
+gains_sorted = sorted(gains)
+print(f"no torch, no adaptation, held-out x4: intersr - B-spline foreground PSNR median "
+      f"{gains_sorted[len(gains) // 2]:+.2f} dB, min {min(gains):+.2f}, over {len(gains)} cases, "
+      f"better in {wins}")
+sys.exit(0 if wins == len(gains) else 1)
 EOF
 fi
 echo "all checks passed ($WORK)"

@@ -28,7 +28,7 @@ from .degrade import degrade, profile_matrix
 from .grid import plan
 from .metrics import Intensity, data_consistency_db, normaliser, quality
 from .pipeline import RunOptions, super_resolve_volume
-from .train import HELD_OUT
+from .resources import HELD_OUT
 from .volume import geometry_of, is_isotropic, thick_slice_geometry, to_image, to_volume
 
 DEFAULT_DATA = Path("../shared/data/mr")
@@ -211,7 +211,8 @@ def prepared_reference(reference: sitk.Image, case: Case) -> sitk.Image:
 
 
 def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ...],
-             device: str, exclude: tuple, png: Path | None) -> dict:
+             device: str, exclude: tuple, png: Path | None,
+             method: str = "self-supervised") -> dict:
     """Every method on one case; InterSliceSR once per seed (median and spread reported)."""
     ref = prepared_reference(reference, case)
     thick = thick_case(ref, case)
@@ -222,7 +223,8 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
     np_axis = 2 - case.axis
     runs, outputs = [], []
     for seed in seeds:
-        options = RunOptions(spacing=h, adapt_steps=steps, device=device, seed=seed)
+        options = RunOptions(spacing=h, adapt_steps=steps, device=device, seed=seed,
+                             method=method)
         with PeakRSS() as peak:
             start = time.monotonic()
             result = super_resolve_volume(volume, options)
@@ -409,8 +411,9 @@ def timing(args) -> int:
         bsp = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32)
         bspline_s = time.monotonic() - t0
         del bsp
+        method = getattr(args, "method", "self-supervised")
         code, seconds, peak = run_engine([str(src), str(dst), "--progress", "none",
-                                          "--device", args.device])
+                                          "--device", args.device, "--method", method])
         ok = code == 0 and dst.exists()
         written = sitk.ReadImage(str(dst)) if ok else None
         steps = written.GetMetaData("intersr_adapt_steps") if ok else None
@@ -418,10 +421,12 @@ def timing(args) -> int:
     report = {"input_size": list(size), "spacing": list(spacing), "output_size": out_size,
               "intersr_seconds": round(seconds, 1), "intersr_peak_rss_gb": round(peak / 2**30, 2),
               "adapt_steps": steps, "bspline_seconds": round(bspline_s, 2),
-              "ratio": round(seconds / bspline_s, 1), "device": args.device,
+              "ratio": round(seconds / bspline_s, 1), "device": args.device, "method": method,
               "cpus": os.cpu_count(), "exit_code": code}
     print(json.dumps(report, indent=2))
     name = "timing.json" if size == (181, 215, 44) else f"timing_{'x'.join(map(str, size))}.json"
+    if method != "self-supervised":
+        name = name.replace(".json", f"_{method}.json")
     (out / name).write_text(json.dumps(report, indent=2) + "\n")
     return 0 if ok else 1
 
@@ -535,7 +540,7 @@ def main(args) -> int:
         stem = path.name.split(".")[0]
         for case in cases:
             rows = run_case(image, case, steps, seeds, args.device, exclude,
-                            out / f"{stem}_{case.name}.png")
+                            out / f"{stem}_{case.name}.png", method=args.method)
             results.append({"volume": stem, "split": _split(stem), "case": case.name,
                             "set": case.set, "truth": {"shape": case.shape, "fwhm": case.fwhm,
                                                        "tbw": case.tbw, "header": case.header},
@@ -549,6 +554,7 @@ def main(args) -> int:
                   f" vs {case.shape} {case.fwhm:g}; {m['intersr']['seconds']:.0f} s)", flush=True)
             (out / "bench.json").write_text(json.dumps(
                 {"adapt_steps": steps, "seeds": list(seeds), "crop": args.crop or BENCH_CROP,
+                 "method": args.method if steps else "pretrained (no adaptation)",
                  "summary": summary(results), "results": results}, indent=2) + "\n")
     table = markdown(results, methods)
     (out / "bench.md").write_text(table)

@@ -57,7 +57,7 @@ def time_backends(size: tuple[int, int, int], data: Path | None, threads: int) -
     from .export import export_onnx
     from .weights import load_pretrained
     volume = thick_volume(size, data)
-    volume = volume / normaliser(volume)
+    volume = normaliser(volume).apply(volume)
     positions = output_positions(volume.shape[0], FACTOR)
     torch.set_num_threads(threads)
     model = load_pretrained().model

@@ -74,6 +74,9 @@ def _add_bench(sub) -> None:
     bench.add_argument("--cases", default=None, help="comma-separated case names to run")
     bench.add_argument("--volumes", default=None, help="comma-separated file names to use")
     bench.add_argument("--device", default="auto")
+    bench.add_argument("--method", default="self-supervised", choices=options.METHODS,
+                       help="what InterSliceSR fine-tunes on in the simulated cases (the "
+                       "ablation of docs/vae.md runs each); --timing uses it too")
     bench.add_argument("--timing", action="store_true",
                        help="time default `intersr run` on a thick volume (x4) instead")
     bench.add_argument("--real", action="store_true",

