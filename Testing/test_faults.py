@@ -405,7 +405,6 @@ for _name, _opts, _message in [
      "unknown method 'gan': use self-supervised, vae-pairs or vae-combined (--method)"),
     ("unknown backend", ("--backend", "tensorrt"),
      "unknown backend 'tensorrt': use auto, torch or onnxruntime (--backend)"),
-    ("weights file missing", ("--weights", "no-such-weights.pt"), "no-such-weights.pt"),
 ]:
     fault("options", _name, 2, _message)(
         lambda d, o=_opts: args(tiny(d), out_dir(d) / "o.nrrd", *o))
@@ -457,6 +456,10 @@ def _(d):
 
 @fault("weights", "--weights none without adaptation", 2, "untrained network's guess")
 def _(d): return args(tiny(d), out_dir(d) / "o.nrrd", "--weights", "none")
+
+
+@fault("weights", "--weights file that does not exist", 4, "no-such-weights.pt")
+def _(d): return args(tiny(d), out_dir(d) / "o.nrrd", "--weights", d / "no-such-weights.pt")
 
 
 @fault("weights", "--weights folder without manifest", 4, "no weights.json")

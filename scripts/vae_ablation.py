@@ -10,7 +10,7 @@ volumes (intersr.resources.HELD_OUT) are reported apart from those seen in pre-t
 Results are appended case by case to --out (JSON), so an interrupted run resumes.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/vae_ablation.py --out docs/vae_ablation.json
-    .venv/bin/python scripts/vae_ablation.py --report --out docs/vae_ablation.json
+    .venv/bin/python scripts/vae_ablation.py --report --out docs/vae_ablation.json[,MORE.json]
 
 The method's time on the 181x215x44 x4 volume is the bench's own timing:
     .venv/bin/intersr bench --timing --method vae-pairs --out docs
@@ -97,15 +97,20 @@ def main() -> int:
                         help="only print the tables of the results already in --out")
     args = parser.parse_args()
     methods = args.methods.split(",")
+    if args.report:  # --out may list several result files: the rows of one case are merged
+        merged: dict[tuple, dict] = {}
+        for name in args.out.split(","):
+            for r in json.loads(Path(name).read_text())["results"]:
+                row = merged.setdefault((r["volume"], r["case"]), {**r, "methods": {}})
+                row["methods"].update(r["methods"])
+        print(table(list(merged.values()), methods))
+        return 0
     out = Path(args.out)
     saved = json.loads(out.read_text()) if out.exists() else {}
     if saved and (saved.get("steps"), saved.get("crop")) != (args.steps, args.crop):
         raise SystemExit(f"{out} holds a run with steps {saved.get('steps')} and crop "
                          f"{saved.get('crop')}: give the same or another --out")
     results = saved.get("results", [])
-    if args.report:
-        print(table(results, methods))
-        return 0
     by_key = {(r["volume"], r["case"]): r for r in results}
     names = args.volumes.split(",")
     paths = sorted(bench.find_volumes(Path(args.data), names), key=lambda p: names.index(p.name))
