@@ -7,6 +7,7 @@
    model (PlanePairs along the slice axis), and the pretrained SR network is fine-tuned on those
    synthetic LR-HR pairs with the one training loop (stage "adapt"). Synthetic HR is never
    paired with the real LR: the pairs stay consistent even where the VAE morphs anatomy.
+   The weights kept are chosen on held-out in-plane pairs of the real volume (see below).
 The combination ("vae-combined") also draws the in-plane self-supervised pairs of the real
 volume, batch about batch.
 """
@@ -84,11 +85,16 @@ def train_on_vae_pairs(model: torch.nn.Module, volume: np.ndarray,
     del vae
     train, held_out = held_out_split(max(synthetic.shape[1:]))
     samplers = synthetic_samplers(synthetic, factor, profiles, spacing[0], train)
-    checks = synthetic_samplers(synthetic, factor, profiles, spacing[0], held_out)
+    slices_train, slices_held = held_out_split(volume.shape[0])
+    # Model selection on the real volume: the network trains on synthetic pairs, but the
+    # weights kept are the ones that do best on held-out in-plane pairs of the real data
+    # (the starting weights included). Measured (docs/vae.md): judged on synthetic pairs, the
+    # fine-tuning learns the decoder's smooth in-between slices and ends up to 1 dB below the
+    # network it started from. Synthetic checks only where the in-plane axes are too short.
+    checks = (inplane_samplers(volume, spacing, profiles, slices_held)
+              or synthetic_samplers(synthetic, factor, profiles, spacing[0], held_out))
     if combined:
-        slices_train, slices_held = held_out_split(volume.shape[0])
         samplers += inplane_samplers(volume, spacing, profiles, slices_train)
-        checks += inplane_samplers(volume, spacing, profiles, slices_held)
     if not samplers or not checks:
         raise ValueError(f"{volume.shape[0]} slices are too few to make synthetic pairs at "
                          f"factor {factor:.3g}")
