@@ -11,6 +11,8 @@ Results are appended case by case to --out (JSON), so an interrupted run resumes
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/vae_ablation.py --out docs/vae_ablation.json
     .venv/bin/python scripts/vae_ablation.py --report --out docs/vae_ablation.json[,MORE.json]
+(a result of `intersr bench --adapt-steps 0`, e.g. docs/bench_no_torch_heldout_x4.json, may be
+listed too: its InterSliceSR column is reported as "pretrained")
 
 The method's time on the 181x215x44 x4 volume is the bench's own timing:
     .venv/bin/intersr bench --timing --method vae-pairs --out docs
@@ -100,9 +102,16 @@ def main() -> int:
     if args.report:  # --out may list several result files: the rows of one case are merged
         merged: dict[tuple, dict] = {}
         for name in args.out.split(","):
-            for r in json.loads(Path(name).read_text())["results"]:
+            saved = json.loads(Path(name).read_text())
+            for r in saved["results"]:
                 row = merged.setdefault((r["volume"], r["case"]), {**r, "methods": {}})
-                row["methods"].update(r["methods"])
+                methods_of = dict(r["methods"])
+                if saved.get("adapt_steps") == 0 and "intersr" in methods_of:
+                    # an `intersr bench --adapt-steps 0` result: its InterSliceSR column is
+                    # the pretrained network
+                    methods_of["pretrained"] = methods_of.pop("intersr")
+                row["methods"].update({k: v for k, v in methods_of.items()
+                                       if k in methods})
         print(table(list(merged.values()), methods))
         return 0
     out = Path(args.out)
