@@ -75,16 +75,15 @@ if [ "${BENCH:-0}" = 1 ]; then
   (cd "$WORK" && "$B/intersr" bench "$DATA" --out bench-ort --adapt-steps 0 --seeds 1 \
      --device cpu --cases "$CASES" --volumes "$HELD_OUT")
   "$B/python" - "$WORK/bench-ort/bench.json" <<'EOF'
-import json, sys
+import json, statistics, sys
 rows = json.load(open(sys.argv[1]))["results"]
 gains = [r["methods"]["intersr"]["psnr_fg"] - r["methods"]["bspline"]["psnr_fg"] for r in rows]
 wins = sum(g > 0 for g in gains)
 for r, g in zip(rows, gains):
     print(f"  {r['volume']:32s} {r['case']:17s} B-spline {r['methods']['bspline']['psnr_fg']:6.2f} "
           f"intersr {r['methods']['intersr']['psnr_fg']:6.2f} ({g:+.2f} dB)")
-gains_sorted = sorted(gains)
 print(f"no torch, no adaptation, held-out x4: intersr - B-spline foreground PSNR median "
-      f"{gains_sorted[len(gains) // 2]:+.2f} dB, min {min(gains):+.2f}, over {len(gains)} cases, "
+      f"{statistics.median(gains):+.2f} dB, min {min(gains):+.2f}, over {len(gains)} cases, "
       f"better in {wins}")
 sys.exit(0 if wins == len(gains) else 1)
 EOF

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .errors import WeightsError
 
-# Volumes of ../shared/data/mr that no training stage sees (the bench's held-out column).
+# Volumes of ../shared/data/mr held out from every training stage: the bench's held-out
+# column, the ablations and the model card score on these.
 HELD_OUT = ("brain_t2w_arc_m2208.nii.gz", "brain_t1gd_skullstripped_mrgd.nii.gz",
             "brain_t1_stroke_8bit.nii.gz", "brain_t2_stroke.nii.gz",
             "brain_flair_stroke_8bit.nii.gz")

@@ -38,7 +38,6 @@ OPENCV_DOC = ("opencv-doc", "usr/share/doc/opencv-doc/examples/data/",
               ("vtest.avi", "tree.avi", "Megamind.avi"))
 TEMPLATE_WHEELS = (("nilearn", "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
                    ("pydeface", "pydeface/data/mean_reg2mean.nii.gz"))
-# Held out from every training stage: the ablation and the model card score on these.
 SHIPPED = "intersr_sliceinr.pt"
 
 
