@@ -11,6 +11,7 @@ Variants (combine with '+'):
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/adaptation_check.py \\
         brain_flair_stroke_8bit.nii.gz box_x4,sinc_x4 pre,auto,true
 
+Each run is the bench's own `run_case` (same scoring, B-spline in the same run), seed 0.
 Prints one JSON line per (case, variant). Development aid for issue 11 (docs/benchmarks.md):
 tune on volumes seen in pre-training, confirm on held-out ones.
 """
@@ -18,16 +19,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
-import numpy as np
 import SimpleITK as sitk
 
-from intersr import adapt, bench, pipeline
-from intersr import torch_run
-from intersr.metrics import quality
-from intersr.pipeline import RunOptions, super_resolve_volume
-from intersr.volume import to_image, to_volume
+from intersr import adapt, bench, pipeline, torch_run
 
 
 def parse(variant: str) -> dict:
@@ -52,10 +47,7 @@ def main() -> None:
                                          bench.BENCH_CROP)
     choose, make_config = pipeline.choose_profiles, torch_run.adapt_config
     for case in [c for c in bench.CASES if c.name in cases]:
-        ref = bench.prepared_reference(reference, case)
-        thick = bench.thick_case(ref, case)
-        voxel = ref.GetSpacing()[case.axis]
-        volume = to_volume(thick, force=True, source=case.name)
+        voxel = bench.prepared_reference(reference, case).GetSpacing()[case.axis]
         for variant in variants:
             spec = parse(variant)
 
@@ -68,25 +60,19 @@ def main() -> None:
                 **{**make_config(o, d).__dict__, "lr": _lr})
             forced = ({"profile": case.shape, "thickness": case.fwhm * voxel}
                       if spec["true"] else {})
-            start = time.monotonic()
-            result = super_resolve_volume(volume, RunOptions(
-                spacing=voxel, adapt_steps=0 if spec["pre"] else spec["steps"], seed=0,
-                **forced))
-            pipeline.choose_profiles, torch_run.adapt_config = choose, make_config
-            image = to_image(result.array, result.geometry)
-            n = image.GetSize()[case.axis]
-            ref_crop = np.take(sitk.GetArrayFromImage(ref), np.arange(n), axis=2 - case.axis)
-            ours = quality(ref_crop, sitk.GetArrayFromImage(image), ())["psnr_fg"]
-            bspline = quality(ref_crop, sitk.GetArrayFromImage(sitk.Resample(
-                thick, image, sitk.Transform(), sitk.sitkBSpline, 0.0, sitk.sitkFloat32)),
-                ())["psnr_fg"]
+            try:
+                rows = bench.run_case(reference, case, 0 if spec["pre"] else spec["steps"],
+                                      (0,), "auto", (), None, **forced)
+            finally:
+                pipeline.choose_profiles, torch_run.adapt_config = choose, make_config
+            ours, bspline = rows["intersr"]["psnr_fg"], rows["bspline"]["psnr_fg"]
             print(json.dumps({"volume": volume_name.split(".")[0], "case": case.name,
                               "split": bench._split(volume_name.split(".")[0]),
                               "variant": variant, "psnr_fg": round(ours, 2),
                               "bspline": round(bspline, 2), "gain": round(ours - bspline, 2),
-                              "adapt_steps": result.adaptation.steps,
-                              "profile": result.profile.describe(),
-                              "seconds": round(time.monotonic() - start)}), flush=True)
+                              "adapt_steps": rows["intersr"]["seeds"][0]["adapt_steps"],
+                              "profile": rows["intersr"]["profile"]["provenance"],
+                              "seconds": round(rows["intersr"]["seconds"])}), flush=True)
 
 
 if __name__ == "__main__":

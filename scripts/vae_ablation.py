@@ -44,7 +44,7 @@ def score_case(reference: sitk.Image, case: bench.Case, methods: list[str], step
         result = bench.run_case(reference, case, steps if method in LEARNED else 0, (seed,),
                                 "cpu", (), None, method=learned)
         for base in ("bspline", "deconv"):
-            rows.setdefault(base, {k: v for k, v in result[base].items()})
+            rows.setdefault(base, dict(result[base]))
         mine = result["intersr"]
         rows[method] = {"psnr_fg": mine["psnr_fg"], "ssim_fg": mine["ssim_fg"],
                         "seconds": round(mine["seconds"], 1),

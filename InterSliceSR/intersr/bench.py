@@ -212,8 +212,11 @@ def prepared_reference(reference: sitk.Image, case: Case) -> sitk.Image:
 
 def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ...],
              device: str, exclude: tuple, png: Path | None,
-             method: str = "self-supervised") -> dict:
-    """Every method on one case; InterSliceSR once per seed (median and spread reported)."""
+             method: str = "self-supervised", **run_options) -> dict:
+    """Every method on one case; InterSliceSR once per seed (median and spread reported).
+
+    run_options: further `RunOptions` for InterSliceSR (e.g. a forced profile and thickness).
+    """
     ref = prepared_reference(reference, case)
     thick = thick_case(ref, case)
     voxel = ref.GetSpacing()[case.axis]
@@ -224,7 +227,7 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
     runs, outputs = [], []
     for seed in seeds:
         options = RunOptions(spacing=h, adapt_steps=steps, device=device, seed=seed,
-                             method=method)
+                             method=method, **run_options)
         with PeakRSS() as peak:
             start = time.monotonic()
             result = super_resolve_volume(volume, options)
