@@ -87,6 +87,19 @@ def test_estimator_keeps_the_true_profile_among_the_plausible_ones():
     assert boxes and boxes[0].fwhm == pytest.approx(4.0, rel=0.15)
 
 
+@pytest.mark.parametrize("shape", ["gauss", "box"])
+def test_estimator_uses_anatomy_that_does_not_fill_the_field_of_view(shape):
+    """A ball of texture on a zero background: no run of 16 thick slices lies wholly inside
+    it, as in a knee series of 14 slices. The segments that touch the anatomy still give the
+    FWHM (an estimator that keeps only segments wholly inside finds none and gives up)."""
+    n = blobs().shape[0]
+    z, y, x = np.mgrid[:n, :n, :n]
+    ball = ((z - (n - 1) / 2) ** 2 + (y - (n - 1) / 2) ** 2 + (x - (n - 1) / 2) ** 2) <= 30 ** 2
+    thick = degrade(np.where(ball, blobs(), 0).astype(np.float32), 0, 4.0, 4.0, shape)
+    estimate = estimate_profile(thick, (4.0, 1.0, 1.0), shapes=(shape,))
+    assert estimate.profile.fwhm == pytest.approx(4.0, rel=0.15)
+
+
 def test_estimator_refuses_too_few_slices():
     with pytest.raises(ValueError, match="too few"):
         estimate_profile(np.ones((4, 32, 32), np.float32), (4.0, 1.0, 1.0))

@@ -36,7 +36,12 @@ def main() -> None:
     parser.add_argument("--volumes", default="")
     parser.add_argument("--out", default="bench-out/estimator.json")
     parser.add_argument("--variant", choices=("shipped", "no-offset-all-axes"), default="shipped")
+    parser.add_argument("--report", action="store_true",
+                        help="only print the summary and the docs' table of the rows in --out")
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(Path(args.out).read_text()))
+        return
     if args.variant == "no-offset-all-axes":
         profile._mismatch = lambda target, candidate: float(np.mean((candidate - target) ** 2))
         profile.SHARP_MARGIN = float("inf")
@@ -71,17 +76,36 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
-    errors = np.abs([r["fwhm_error"] for r in rows])
-    print(f"\n{len(rows)} cases: |FWHM error| median {np.median(errors):.1%}, max {errors.max():.1%}, "
-          f"within 15 %: {(errors <= 0.15).sum()}/{len(rows)}; shape right "
-          f"{sum(r['shape_right'] for r in rows)}/{len(rows)}")
-    print("\n| split | volume | case (truth) | estimate | FWHM error | shape right | "
-          "FWHM error, shape given |\n|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["split"], r["volume"], r["case"])):
-        print(f"| {r['split']} | {r['volume']} | {r['case']} ({r['truth']}) | {r['shape']} "
-              f"{r['fwhm']:.2f} | {r['fwhm_error']:+.0%} | {'yes' if r['shape_right'] else 'no'} "
-              f"| {r['fwhm_error_true_shape']:+.0%} |")
+    report(rows)
 
+
+def report(rows: list[dict]) -> None:
+    """Per split: |FWHM error| median, cases within 15 %, shape right; then the docs' table
+    (one column per volume, H = held-out, S = seen; `*` = wrong shape)."""
+    for split in ("held-out", "seen"):
+        sel = [r for r in rows if r["split"] == split]
+        if not sel:
+            continue
+        errors = np.abs([r["fwhm_error"] for r in sel])
+        given = np.abs([r["fwhm_error_true_shape"] for r in sel])
+        print(f"{split}: {len(sel)} cases, |FWHM error| median {np.median(errors):.1%}, within "
+              f"15 % {(errors <= 0.15).sum()}/{len(sel)}, shape right "
+              f"{sum(r['shape_right'] for r in sel)}/{len(sel)}; shape given: median "
+              f"{np.median(given):.1%}, within 15 % {(given <= 0.15).sum()}/{len(sel)}")
+    volumes = sorted({(r["split"], r["volume"]) for r in rows})
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    cell = {(r["volume"], r["case"]): r for r in rows}
+    print("\n| case (truth, FWHM in voxels) | " + " | ".join(
+        f"{v.replace('brain_', '')} ({'H' if s == 'held-out' else 'S'})" for s, v in volumes)
+        + " |\n|---|" + "---|" * len(volumes))
+    for case in cases:
+        truth = next(r["truth"] for r in rows if r["case"] == case)
+        cells = []
+        for _, v in volumes:
+            r = cell.get((v, case))
+            cells.append("-" if r is None else f"{r['shape']} {r['fwhm_error']:+.0%}"
+                         + ("" if r["shape_right"] else "*"))
+        print(f"| {case} ({truth}) | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main()

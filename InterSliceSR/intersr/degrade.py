@@ -46,7 +46,7 @@ def check_shape(shape: str, tbw: float = DEFAULT_TBW) -> None:
         raise ValueError(f"time-bandwidth product must be in [1, 16], got {tbw}")
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=32)
 def _sinc_cdf(tbw: float) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative RF slice profile on a grid in FWHM units (u = x / FWHM), normalised to 1."""
     t = np.linspace(-0.5, 0.5, 1025)  # pulse time, duration 1

@@ -139,9 +139,11 @@ def load_mr(folder: Path) -> list[tuple[np.ndarray, tuple[float, ...]]]:
 
 def random_profile(factor: float, rng: np.random.Generator) -> tuple[str, float, float]:
     """A slice profile from the whole family: shape, FWHM (voxels: 0.5-1.2 x factor, so gaps
-    and overlaps too) and the RF pulse's time-bandwidth product (2-8)."""
+    and overlaps too) and the RF pulse's time-bandwidth product (2-8, in steps of 0.5: each
+    new TBW tabulates its RF profile, which would otherwise cost more than the training step)."""
     shape = str(rng.choice(SHAPES))
-    return shape, factor * float(rng.uniform(0.5, 1.2)), float(rng.uniform(2.0, 8.0))
+    tbw = float(np.round(rng.uniform(2.0, 8.0) * 2) / 2)
+    return shape, factor * float(rng.uniform(0.5, 1.2)), tbw
 
 
 def mr_batch(volumes, batch: int, rng: np.random.Generator) -> PairBatch:
