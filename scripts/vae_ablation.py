@@ -34,7 +34,7 @@ LEARNED = ("self-supervised", "vae-pairs", "vae-combined")
 
 
 def score_case(reference: sitk.Image, case: bench.Case, methods: list[str], steps: int,
-               seed: int, done: dict) -> dict:
+               seed: int, done: dict, weights: str | None = None) -> dict:
     """The bench's run_case once per learned method; baselines from the first call."""
     rows = dict(done)
     for method in methods:
@@ -42,7 +42,8 @@ def score_case(reference: sitk.Image, case: bench.Case, methods: list[str], step
             continue
         learned = method if method in LEARNED else "self-supervised"
         result = bench.run_case(reference, case, steps if method in LEARNED else 0, (seed,),
-                                "cpu", (), None, method=learned)
+                                "cpu", (), None, method=learned,
+                                **({"weights": weights} if weights else {}))
         for base in ("bspline", "deconv"):
             rows.setdefault(base, dict(result[base]))
         mine = result["intersr"]
@@ -95,6 +96,9 @@ def main() -> int:
                                                     if c.factor == 4),
                         help="comma-separated bench case names (default: every x4 case)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", default=None,
+                        help="weights file or folder with weights.json (default: the shipped "
+                             "ones), e.g. an earlier release's for an A/B comparison")
     parser.add_argument("--report", action="store_true",
                         help="only print the tables of the results already in --out")
     args = parser.parse_args()
@@ -132,7 +136,7 @@ def main() -> int:
                 continue
             image, _ = bench.crop_to_anatomy(sitk.ReadImage(str(path)), args.crop)
             rows = score_case(image, case, methods, args.steps, args.seed,
-                              row["methods"] if row else {})
+                              row["methods"] if row else {}, args.weights)
             if row is None:
                 row = {"volume": stem, "set": case.set, "case": case.name,
                        "split": bench._split(stem), "methods": rows}
