@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from intersr.bench import BENCH_CROP, crop_to_anatomy, find_volumes, _split
 from intersr.degrade import degrade
 from intersr.metrics import normaliser
-from intersr.profile import _segments, log_spectrum
+from intersr.profile import _mismatch, _segments, log_spectrum
 
 BLURS = np.arange(0.0, 3.01, 0.25)
 NAMES = "zyx"  # numpy axis order
@@ -29,8 +29,7 @@ NAMES = "zyx"  # numpy axis order
 def blur_to_match(array: np.ndarray, i: int, j: int, spectra: dict) -> float:
     def loss(g: float) -> float:
         blurred = degrade(array, i, 1.0, g) if g > 0 else array
-        d = log_spectrum(_segments(blurred, i, 16)) - spectra[j]
-        return float(np.mean((d - d.mean()) ** 2))
+        return _mismatch(spectra[j], log_spectrum(_segments(blurred, i, 16)))
     return float(min(BLURS, key=loss))
 
 

@@ -42,8 +42,7 @@ def score_case(reference: sitk.Image, case: bench.Case, methods: list[str], step
             continue
         learned = method if method in LEARNED else "self-supervised"
         result = bench.run_case(reference, case, steps if method in LEARNED else 0, (seed,),
-                                "cpu", (), None, method=learned,
-                                **({"weights": weights} if weights else {}))
+                                "cpu", (), None, method=learned, weights=weights)
         for base in ("bspline", "deconv"):
             rows.setdefault(base, dict(result[base]))
         mine = result["intersr"]
