@@ -25,3 +25,27 @@ def test_mr_stage_trains_checkpoints_and_resumes(tmp_path):
     assert torch.load(tmp_path / "mr.ckpt", weights_only=True)["step"] == 202
     state = torch.load(tmp_path / "mr.pt", weights_only=True)["model"]
     assert any(not torch.equal(state[k], first["model"][k]) for k in state)
+    assert cli.main(argv + ["--steps", "202"]) == 0  # finished: nothing to run, still writes
+    assert json.loads((tmp_path / "mr.json").read_text())["final_loss"] is not None
+
+
+def test_blur_jitter_changes_only_the_thickness_the_network_is_told():
+    """--blur-jitter: the same pairs, but the blur input is the truth times a log-normal
+    factor (a noisy hint, as the run-time estimate is); 0 tells the truth."""
+    import numpy as np
+    from intersr.train import mr_batch
+
+    rng = np.random.default_rng(5)
+    volume = rng.normal(size=(40, 40, 40)).astype(np.float32)
+    volumes = [(volume, (1.0, 1.0, 1.0))]
+    ratios = []
+    for seed in range(40):
+        truth = mr_batch(volumes, 2, np.random.default_rng(seed))
+        told = mr_batch(volumes, 2, np.random.default_rng(seed), blur_jitter=0.2)
+        assert torch.equal(truth.thick, told.thick) and torch.equal(truth.fine, told.fine)
+        assert truth.factor == told.factor
+        ratios.append(told.blur / truth.blur)
+    logs = np.log(ratios)
+    assert 0.1 < logs.std() < 0.3 and abs(np.mean(logs)) < 0.1
+    again = mr_batch(volumes, 2, np.random.default_rng(3), blur_jitter=0.0)
+    assert again.blur == mr_batch(volumes, 2, np.random.default_rng(3)).blur

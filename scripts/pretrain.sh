@@ -18,4 +18,12 @@ MR_STEPS=${MR_STEPS:-8000}
 # ablation variant (b): MR fine-tuning without video pre-training
 [ -f runs/mr_only.pt ] || $PY -m intersr train mr --steps "$MR_STEPS" --resume \
     --checkpoint checkpoints/mr_only.ckpt --output runs/mr_only.pt --progress none
+# ablation (not shipped, docs/benchmarks.md "Levers tried"): stage 2 telling the network a
+# log-normally jittered thickness; JITTER=1 bash scripts/pretrain.sh, weights in runs/jitter_models
+if [ "${JITTER:-0}" = 1 ] && [ ! -f runs/jitter_models/weights.json ]; then
+  INTERSR_MODELS_DIR=runs/jitter_models $PY -m intersr train mr --steps "$MR_STEPS" --resume \
+      --init runs/video.pt --checkpoint checkpoints/video_mr_jitter.ckpt \
+      --output runs/video_mr_jitter.pt --blur-jitter 0.2 --ship "video+mr (blur jitter 0.2)" \
+      --progress none
+fi
 echo "pretraining done: runs/*.pt, shipped weights in InterSliceSR/intersr/data/models/"

@@ -1,0 +1,100 @@
+"""What-if experiments on the bench's simulated cases (docs/benchmarks.md, "Levers tried"):
+the product as it is against one change, gain over B-spline per case, same run, seed 0.
+
+    # the network alone (no fine-tuning) or adapted (--steps 350): pick an experiment
+    .venv/bin/python scripts/what_if.py oracle --steps 0 --cases box_x4,sinc_x4 --volumes A,B
+    .venv/bin/python scripts/what_if.py header --steps 0 ...   # FWHM: geometric mean with the header
+    .venv/bin/python scripts/what_if.py views --steps 0 ...    # average over flipped copies
+    .venv/bin/python scripts/what_if.py steps --steps 350 --more 900 ...
+
+oracle: the true profile forced (--profile/--thickness), an upper bound for the estimator.
+header: the estimated FWHM replaced by its geometric mean with the header's nominal thickness.
+views:  the volume also run reversed along the slice axis and mirrored in-plane, averaged.
+steps:  a larger adaptation step budget (--more).
+Default volumes: those seen in pre-training (choose levers there, check on held-out ones).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from intersr import bench, infer, pipeline, profile
+from intersr.degrade import SliceProfile
+from intersr.resources import HELD_OUT
+
+
+def flipped_views(model, volume, positions, factor, blur, **kwargs):
+    """super_resolve averaged over four views: as is, slices reversed, mirrored, both."""
+    n = volume.shape[0]
+    mirrored = (n - 1) - np.asarray(positions, np.float32)
+    total = np.zeros((len(positions), *volume.shape[1:]), np.float32)
+    for reverse in (False, True):
+        for mirror in (False, True):
+            view = volume[::-1] if reverse else volume
+            view = np.ascontiguousarray(view[:, ::-1, ::-1] if mirror else view)
+            out = infer.super_resolve(model, view, mirrored if reverse else positions, factor,
+                                      blur, **kwargs)
+            total += out[:, ::-1, ::-1] if mirror else out
+    return total / 4
+
+
+def header_prior(choose):
+    def combined(normalised, spacing3, header, shape, thickness, progress):
+        profiles, how = choose(normalised, spacing3, header, shape, thickness, progress)
+        if how == "estimated" and header:
+            profiles = [SliceProfile(p.shape, float(np.sqrt(p.fwhm * header)), p.tbw)
+                        for p in profiles]
+        return profiles, how
+    return combined
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", choices=("oracle", "header", "views", "steps"))
+    parser.add_argument("--steps", type=int, default=0, help="adaptation steps (0: none)")
+    parser.add_argument("--more", type=int, default=900, help="the 'steps' experiment's budget")
+    parser.add_argument("--cases", default="box_x4,sinc_x4,sinc8_thick20_x4,gauss_x4,"
+                                           "sinc2_y_x4,knee_x9_to3")
+    parser.add_argument("--volumes", default=None, help="file names (default: the seen ones)")
+    parser.add_argument("--data", default="../shared/data/mr")
+    args = parser.parse_args()
+    folder = Path(args.data)
+    names = (args.volumes.split(",") if args.volumes else
+             sorted(p.name for p in bench.find_volumes(folder, None) if p.name not in HELD_OUT))
+    choose, resolve = pipeline.choose_profiles, pipeline.super_resolve
+    gains: dict[str, list[float]] = {"as is": [], args.experiment: []}
+    print(f"| volume | case | as is | {args.experiment} | difference |\n|---|---|---|---|---|")
+    for name in names:
+        image, _ = bench.crop_to_anatomy(sitk.ReadImage(str(folder / name)), bench.BENCH_CROP)
+        for case in [c for c in bench.CASES if c.name in args.cases.split(",")]:
+            row = []
+            for variant in ("as is", args.experiment):
+                pipeline.choose_profiles, pipeline.super_resolve = choose, resolve
+                steps, extra = args.steps, {}
+                if variant == "header":
+                    pipeline.choose_profiles = header_prior(choose)
+                elif variant == "views":
+                    pipeline.super_resolve = flipped_views
+                elif variant == "steps":
+                    steps = args.more
+                elif variant == "oracle":
+                    voxel = bench.prepared_reference(image, case).GetSpacing()[case.axis]
+                    extra = {"profile": case.shape, "thickness": case.fwhm * voxel}
+                r = bench.run_case(image, case, steps, (0,), "cpu", (), None, **extra)
+                gain = r["intersr"]["psnr_fg"] - r["bspline"]["psnr_fg"]
+                gains[variant].append(gain)
+                row.append(gain)
+            print(f"| {name.split('.')[0]} | {case.name} | {row[0]:+.2f} | {row[1]:+.2f} | "
+                  f"{row[1] - row[0]:+.2f} |", flush=True)
+    diff = np.subtract(gains[args.experiment], gains["as is"])
+    print(f"\nmedian gain over B-spline: as is {np.median(gains['as is']):+.3f}, "
+          f"{args.experiment} {np.median(gains[args.experiment]):+.3f}; difference per case "
+          f"median {np.median(diff):+.3f} [{diff.min():+.3f}, {diff.max():+.3f}], "
+          f"n = {len(diff)}")
+
+
+if __name__ == "__main__":
+    main()
