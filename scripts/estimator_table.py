@@ -28,6 +28,16 @@ from intersr.profile import estimate_profile
 from intersr.volume import to_volume
 
 
+def estimator_input(reference: sitk.Image, case) -> tuple[np.ndarray, tuple, float]:
+    """What the estimator sees for a bench case: the normalised thick volume, its (slice, row,
+    col) spacing in mm, and the reference voxel size along the thick axis (FWHM unit)."""
+    ref = prepared_reference(reference, case)
+    volume = to_volume(thick_case(ref, case), force=True, source=case.name)
+    array = normaliser(volume.array).apply(volume.array)
+    spacing3 = (volume.geometry.slice_spacing, *volume.geometry.inplane_spacings)
+    return array, spacing3, ref.GetSpacing()[case.axis]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default="../shared/data/mr")
@@ -52,12 +62,7 @@ def main() -> None:
         reference, _ = crop_to_anatomy(sitk.ReadImage(str(path), sitk.sitkFloat32), args.crop)
         name = path.name.split(".")[0]
         for case in cases:
-            ref = prepared_reference(reference, case)
-            thick = thick_case(ref, case)
-            volume = to_volume(thick, force=True, source=case.name)
-            array = normaliser(volume.array).apply(volume.array)
-            spacing3 = (volume.geometry.slice_spacing, *volume.geometry.inplane_spacings)
-            voxel = ref.GetSpacing()[case.axis]
+            array, spacing3, voxel = estimator_input(reference, case)
             t0 = time.monotonic()
             est = estimate_profile(array, spacing3)
             seconds = time.monotonic() - t0

@@ -10,9 +10,8 @@ import sys
 import numpy as np
 import SimpleITK as sitk
 
+from estimator_table import estimator_input  # scripts/ is on the path when run as a script
 from intersr import bench, profile
-from intersr.metrics import normaliser
-from intersr.volume import to_volume
 
 
 def main() -> None:
@@ -20,11 +19,7 @@ def main() -> None:
     folder = sys.argv[3] if len(sys.argv) > 3 else "../shared/data/mr"
     image, _ = bench.crop_to_anatomy(sitk.ReadImage(f"{folder}/{name}"), bench.BENCH_CROP)
     case = next(c for c in bench.CASES if c.name == case_name)
-    thick = bench.thick_case(bench.prepared_reference(image, case), case)
-    volume = to_volume(thick, force=True, source=name)
-    array = normaliser(volume.array).apply(volume.array)
-    g = volume.geometry
-    spacing = (g.slice_spacing, *g.inplane_spacings)
+    array, spacing, _ = estimator_input(image, case)
     print(f"truth: {case.shape}, FWHM / spacing {case.fwhm / case.factor:.2f}")
     for shape in profile.SHAPES:
         cells = []

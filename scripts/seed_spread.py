@@ -8,21 +8,19 @@ baselines do not depend on the seed; B-spline is read from each file).
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
+
+from compare_weights import load  # scripts/ is on the path when run as a script
 
 
 def gains(files: list[str], method: str) -> dict[tuple[str, str, str, str], list[float]]:
     """(set, split, case, volume) -> the gain over B-spline of each file (seed) that has it."""
     out: dict[tuple[str, str, str, str], list[float]] = {}
     for name in files:
-        for r in json.loads(Path(name).read_text())["results"]:
-            m = r["methods"]
-            if method in m:
-                out.setdefault((r["set"], r["split"], r["case"], r["volume"]), []).append(
-                    m[method]["psnr_fg"] - m["bspline"]["psnr_fg"])
+        for (volume, case), row in load(f"{name}:{method}").items():
+            out.setdefault((row["set"], row["split"], case, volume), []).append(
+                row["value"] - row["bspline"])
     return out
 
 
