@@ -9,6 +9,7 @@ Checkpoints are written every few hundred steps; `--resume` continues from them.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import pickle
@@ -284,6 +285,17 @@ def _finish(model, report: dict, args, stage: str) -> None:
           f"{report['final_loss']:.4f} -> {out}", file=sys.stderr)
 
 
+def non_negative(text: str) -> float:
+    """argparse type: a finite number >= 0 (a spread; refused before any data is loaded)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def add_train_parser(sub) -> None:
     train = sub.add_parser("train", help="re-create the shipped weights (see docs/training.md)")
     stages = train.add_subparsers(dest="stage", required=True)
@@ -307,7 +319,7 @@ def add_train_parser(sub) -> None:
                            help="also write the shipped weights, recording STAGES (e.g. video+mr)")
         stage.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar")
         if name == "mr":
-            stage.add_argument("--blur-jitter", type=float, default=0.0, metavar="SIGMA",
+            stage.add_argument("--blur-jitter", type=non_negative, default=0.0, metavar="SIGMA",
                                help="log-normal spread of the slice thickness the network is "
                                     "told (0: the truth)")
         stage.set_defaults(train_func=cmd_stage)
