@@ -1009,6 +1009,26 @@ def test_crafted_pickle_is_never_unpickled(tmp_path, capsys):
     assert not (tmp_path / "o.pt").exists()
 
 
+@pytest.mark.parametrize("value", ["-0.2", "nan", "abc"])
+def test_train_refuses_a_bad_blur_jitter_before_loading_anything(tmp_path, capsys, value):
+    """`train mr --blur-jitter` is a spread: a negative, non-finite or non-numeric value is
+    refused by the argument parser (exit 2, a message naming the option), no output written."""
+    from intersr import cli
+    (tmp_path / "data" / "mr").mkdir(parents=True)
+    (tmp_path / "data" / "mr" / "scan.nii.gz").write_bytes(SAMPLE.read_bytes())
+    argv = ["train", "mr", "--data", str(tmp_path / "data"), "--steps", "1", "--batch", "1",
+            "--output", str(tmp_path / "o.pt"), "--checkpoint", str(tmp_path / "o.ckpt"),
+            "--progress", "none", "--blur-jitter", value]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--blur-jitter" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 # ------------------------------------------------------------------------ the Slicer glue
 @pytest.fixture
 def glue(tmp_path):
@@ -1183,23 +1203,3 @@ def test_docs_list_every_case():
 
 if __name__ == "__main__":
     print(markdown(), end="")
-
-
-@pytest.mark.parametrize("value", ["-0.2", "nan", "abc"])
-def test_train_refuses_a_bad_blur_jitter_before_loading_anything(tmp_path, capsys, value):
-    """`train mr --blur-jitter` is a spread: a negative, non-finite or non-numeric value is
-    refused by the argument parser (exit 2, a message naming the option), no output written."""
-    from intersr import cli
-    (tmp_path / "data" / "mr").mkdir(parents=True)
-    (tmp_path / "data" / "mr" / "scan.nii.gz").write_bytes(SAMPLE.read_bytes())
-    argv = ["train", "mr", "--data", str(tmp_path / "data"), "--steps", "1", "--batch", "1",
-            "--output", str(tmp_path / "o.pt"), "--checkpoint", str(tmp_path / "o.ckpt"),
-            "--progress", "none", "--blur-jitter", value]
-    try:
-        code = cli.main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "--blur-jitter" in err and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
