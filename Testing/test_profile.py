@@ -2,6 +2,7 @@
 values, continuous slice queries, and adaptation pairs built with the right profile."""
 from __future__ import annotations
 
+import io
 from functools import lru_cache
 
 import numpy as np
@@ -13,7 +14,9 @@ from intersr.degrade import SliceProfile, degrade, profile_matrix, profile_value
 from intersr.infer import super_resolve
 from intersr.metrics import data_consistency_db, normaliser, psnr, quality, ssim_map
 from intersr.pairs import fine_positions
-from intersr.profile import estimate_profile
+from intersr import profile as profile_module
+from intersr.profile import choose_profiles, estimate_profile
+from intersr.progress import Progress
 from intersr.weights import load_pretrained
 
 
@@ -100,6 +103,23 @@ def test_estimator_uses_anatomy_that_does_not_fill_the_field_of_view(shape):
     assert estimate.profile.fwhm == pytest.approx(4.0, rel=0.15)
 
 
+def test_a_best_fit_at_the_edge_of_the_range_is_not_trusted(monkeypatch):
+    """When the loss keeps falling to the end of the FWHM range searched (here: box slices of
+    FWHM 4 and a range that starts at 1.4 x the spacing), the best fit is no minimum. The run
+    says so and falls back to the header's thickness; inside the range it is trusted."""
+    thick = degrade(blobs(), 0, 4.0, 4.0, "box")
+    ordinary = estimate_profile(thick, (4.0, 1.0, 1.0), shapes=("box",))
+    assert ordinary.trusted() and not ordinary.at_edge
+    monkeypatch.setattr(profile_module, "COARSE_RATIOS", np.array([1.4, 1.55]))
+    edge = estimate_profile(thick, (4.0, 1.0, 1.0), shapes=("box",))
+    assert edge.at_edge and not edge.trusted() and edge.ratio == pytest.approx(1.3)
+    messages = io.StringIO()
+    profiles, how = choose_profiles(thick, (4.0, 1.0, 1.0), 3.0, "auto", None,
+                                    Progress("none", log=messages))
+    assert how == "fallback" and profiles == [SliceProfile("gauss", 3.0)]
+    assert "edge of the range searched" in messages.getvalue()
+
+
 def test_estimator_refuses_too_few_slices():
     with pytest.raises(ValueError, match="too few"):
         estimate_profile(np.ones((4, 32, 32), np.float32), (4.0, 1.0, 1.0))
@@ -181,3 +201,10 @@ def test_coarser_requested_spacing_learns_at_that_resolution(rng):
     assert out.shape == (10, 20, 16)
     same, kept = at_target_resolution(volume, (6.0, 0.5, 0.5), 0.5, profile)
     assert same is volume and kept == (6.0, 0.5, 0.5)
+    # the pairs' own axis at the target spacing, the other at its own (as at inference, where
+    # the thick slices keep their in-plane resolution)
+    rows, cols = inplane_samplers(volume, (6.0, 0.5, 0.5), [profile], np.arange(10), 1.5)
+    assert rows.view.shape[1:] == (20, 48) and cols.view.shape[1:] == (16, 60)
+    assert rows.factor == pytest.approx(4.0) and cols.factor == pytest.approx(4.0)
+    np.testing.assert_allclose(
+        rows.view, at_target_resolution(volume, (6.0, 0.5, 0.5), 1.5, profile, axes=(1,))[0])

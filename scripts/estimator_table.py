@@ -2,7 +2,9 @@
 
 For each volume (cropped like the bench) and each profile case of the bench (the bench's
 own Case list, so the table and the bench agree), make thick slices with the true profile,
-estimate the profile with `--profile auto` and report shape and FWHM error. Held-out and seen
+estimate the profile with `--profile auto` and report shape and FWHM error of what the run
+uses (the estimate, or the header's thickness where the best fit lies at the edge of the range
+searched: "how" is "fallback"). Held-out and seen
 volumes are listed separately. Writes JSON (and prints a Markdown table).
 
     .venv/bin/python scripts/estimator_table.py --out docs/estimator.json
@@ -13,6 +15,7 @@ log spectra compared without a free offset, every in-plane axis used as a source
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import time
 from pathlib import Path
@@ -25,6 +28,7 @@ from intersr.bench import CASES, BENCH_CROP, crop_to_anatomy, find_volumes, prep
 from intersr.metrics import normaliser
 from intersr import profile
 from intersr.profile import estimate_profile
+from intersr.progress import Progress
 from intersr.volume import to_volume
 
 
@@ -63,17 +67,22 @@ def main() -> None:
         name = path.name.split(".")[0]
         for case in cases:
             array, spacing3, voxel = estimator_input(reference, case)
+            header = case.header * voxel if case.header is not None else None
             t0 = time.monotonic()
             est = estimate_profile(array, spacing3)
             seconds = time.monotonic() - t0
-            fwhm = est.profile.fwhm / voxel
+            # what a run uses: the estimate, or the fallback when it is not trusted
+            used, how = profile.choose_profiles(array, spacing3, header, "auto", None,
+                                                Progress("none", log=io.StringIO()))
+            fwhm = used[0].fwhm / voxel
             forced = estimate_profile(array, spacing3, shapes=(case.shape,))
             row = {"volume": name, "split": _split(name), "case": case.name,
                    "truth": f"{case.shape}{' TBW %g' % case.tbw if case.shape == 'sinc' else ''}"
                             f" {case.fwhm:g}",
-                   "shape": est.profile.shape, "tbw": est.profile.tbw, "fwhm": round(fwhm, 3),
+                   "shape": used[0].shape, "tbw": used[0].tbw, "fwhm": round(fwhm, 3),
                    "fwhm_error": round(fwhm / case.fwhm - 1, 3),
-                   "shape_right": est.profile.shape == case.shape,
+                   "shape_right": used[0].shape == case.shape, "how": how,
+                   "best_fit": est.profile.describe(), "best_fit_ratio": round(est.ratio, 3),
                    "fwhm_true_shape": round(forced.profile.fwhm / voxel, 3),
                    "fwhm_error_true_shape": round(forced.profile.fwhm / voxel / case.fwhm - 1, 3),
                    "plausible": [p.describe() for p in est.plausible], "seconds": round(seconds, 2)}
@@ -109,7 +118,8 @@ def report(rows: list[dict]) -> None:
         for _, v in volumes:
             r = cell.get((v, case))
             cells.append("-" if r is None else f"{r['shape']} {r['fwhm_error']:+.0%}"
-                         + ("" if r["shape_right"] else "*"))
+                         + ("" if r["shape_right"] else "*")
+                         + (" (fallback)" if r.get("how") == "fallback" else ""))
         print(f"| {case} ({truth}) | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ oracle: the true profile forced (--profile/--thickness), an upper bound for the 
 header: the estimated FWHM replaced by its geometric mean with the header's nominal thickness.
 views:  the volume also run reversed along the slice axis and mirrored in-plane, averaged.
 steps:  a larger adaptation step budget (--more).
+best:   adapt to the best estimate only, not to every profile the estimate could not rule out.
 Default volumes: those seen in pre-training (choose levers there, check on held-out ones).
 """
 from __future__ import annotations
@@ -51,9 +52,16 @@ def header_prior(choose):
     return combined
 
 
+def best_only(choose):
+    def first(normalised, spacing3, header, shape, thickness, progress):
+        profiles, how = choose(normalised, spacing3, header, shape, thickness, progress)
+        return profiles[:1], how
+    return first
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=("oracle", "header", "views", "steps"))
+    parser.add_argument("experiment", choices=("oracle", "header", "views", "steps", "best"))
     parser.add_argument("--steps", type=int, default=0, help="adaptation steps (0: none)")
     parser.add_argument("--more", type=int, default=900, help="the 'steps' experiment's budget")
     parser.add_argument("--cases", default="box_x4,sinc_x4,sinc8_thick20_x4,gauss_x4,"
@@ -76,6 +84,8 @@ def main() -> None:
                 steps, extra = args.steps, {}
                 if variant == "header":
                     pipeline.choose_profiles = header_prior(choose)
+                elif variant == "best":
+                    pipeline.choose_profiles = best_only(choose)
                 elif variant == "views":
                     pipeline.super_resolve = flipped_views
                 elif variant == "steps":

@@ -6,7 +6,8 @@ profile is the estimated one (profile.py), or every profile the estimate could n
 pairs are drawn from each in turn. When the requested output spacing is coarser than the
 in-plane spacing, the in-plane axes are first brought to that resolution with the same profile
 shape, so the network learns to make slices as acquired at the requested spacing, not point
-samples at the in-plane spacing. Every 8th slice is held out; adaptation stops at the step or time budget, or early when the held-out
+samples at the in-plane spacing; only the axis the pairs run along is brought there, the
+other keeps its own spacing, as the slices' in-plane axis does at inference. Every 8th slice is held out; adaptation stops at the step or time budget, or early when the held-out
 loss stops improving, and keeps the best weights.
 """
 from __future__ import annotations
@@ -41,19 +42,20 @@ COARSER = 1.25  # output spacing this much above the in-plane spacing: learn at 
 
 
 def at_target_resolution(volume: np.ndarray, spacing: tuple[float, float, float],
-                         target: float | None, profile: SliceProfile
+                         target: float | None, profile: SliceProfile,
+                         axes: tuple[int, ...] = (1, 2)
                          ) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """The in-plane axes brought to the requested output spacing when that is coarser.
+    """In-plane axes (`axes`) brought to the requested output spacing when that is coarser.
 
-    Each in-plane axis is degraded with the slice profile's shape at FWHM = target x (FWHM /
-    slice spacing): what slices acquired at the target spacing would show in-plane.
+    Each is degraded with the slice profile's shape at FWHM = target x (FWHM / slice
+    spacing): what slices acquired at the target spacing would show along it.
     """
     s, r, c = spacing
     if target is None or target <= COARSER * min(r, c):
         return volume, spacing
     ratio = profile.fwhm / s
     out, new = volume, [s, r, c]
-    for axis in (1, 2):
+    for axis in axes:
         factor = target / new[axis]
         if factor > 1.0 + 1e-6:
             out = degrade(out, axis, factor, ratio * factor, profile.shape, profile.tbw)
@@ -70,16 +72,20 @@ def as_profiles(profiles: list[SliceProfile] | SliceProfile | float) -> list[Sli
 
 def inplane_samplers(volume: np.ndarray, spacing: tuple[float, float, float],
                      profiles: list[SliceProfile] | SliceProfile | float,
-                     train_slices: np.ndarray, **kwargs) -> list[PlanePairs]:
+                     train_slices: np.ndarray, target_spacing: float | None = None,
+                     **kwargs) -> list[PlanePairs]:
     """Pairs from both in-plane axes of a canonical (slices, rows, cols) normalised volume,
-    one sampler per (profile, axis)."""
-    s, r, c = spacing
+    one sampler per (profile, axis); a coarser `target_spacing` is learnt at its resolution
+    (the first profile's shape) along the axis the pairs run along only."""
     profiles = as_profiles(profiles)
     samplers = []
-    for profile in profiles:
-        for axis, other, fine in ((1, 2, r), (2, 1, c)):
+    for axis, other in ((1, 2), (2, 1)):
+        array, (s, r, c) = at_target_resolution(volume, spacing, target_spacing, profiles[0],
+                                                axes=(axis,))
+        fine = (s, r, c)[axis]
+        for profile in profiles:
             try:
-                samplers.append(PlanePairs(volume, axis, other, s / fine, profile.fwhm / fine,
+                samplers.append(PlanePairs(array, axis, other, s / fine, profile.fwhm / fine,
                                            fixed=train_slices, shape=profile.shape,
                                            tbw=profile.tbw, **kwargs))
             except ValueError:
@@ -120,12 +126,11 @@ def adapt(model: torch.nn.Module, volume: np.ndarray, spacing: tuple[float, floa
     target_spacing: the requested output spacing (mm) along the slice axis.
     """
     profiles = as_profiles(profiles)
-    volume, spacing = at_target_resolution(volume, spacing, target_spacing, profiles[0])
     train, held_out = held_out_split(volume.shape[0])
-    samplers = inplane_samplers(volume, spacing, profiles, train)
+    samplers = inplane_samplers(volume, spacing, profiles, train, target_spacing)
     if not samplers:
         raise ValueError("in-plane axes are too short to learn from at this slice spacing")
-    checks = inplane_samplers(volume, spacing, profiles, held_out)
+    checks = inplane_samplers(volume, spacing, profiles, held_out, target_spacing)
     return fit(model, samplers, checks, config, device, progress)
 
 

@@ -14,6 +14,11 @@ every shape that fits almost as well (`plausible`); adaptation trains on all of 
 network learns an inverse that holds for each profile the data cannot rule out. Reference
 volumes are not always equally sharp along all axes either: only the in-plane axes whose
 high frequencies are within a margin of the sharpest are used as the source.
+A best fit at the edge of the FWHM range searched is no minimum (the loss still falls
+beyond it: the references are not sharp enough along the in-plane axes to explain the slice
+axis) and is not trusted: the run falls back to the header's thickness (or the slice spacing),
+as when no estimate can be made. On the bench both such cases were the worst estimates
+(-67 %, -75 %).
 Every segment that touches the anatomy is used, its edges with the background included: keeping
 only segments wholly inside the anatomy picked different structures along the slice axis and
 in-plane (an organ is not as long as it is wide, and a run of 14 thick slices spans it all) and
@@ -45,6 +50,10 @@ class ProfileEstimate:
     plausible: list[SliceProfile] = field(default_factory=list)  # best is first
     ratio: float = 1.0  # FWHM / slice spacing
     source_axes: tuple[int, ...] = ()
+    at_edge: bool = False  # the best fit lies at the end of the FWHM range searched
+
+    def trusted(self) -> bool:
+        return not self.at_edge
 
     def as_dict(self) -> dict:
         return {"shape": self.profile.shape, "fwhm_mm": round(self.profile.fwhm, 4),
@@ -147,6 +156,7 @@ def estimate_profile(volume: np.ndarray, spacing: tuple[float, float, float],
                          log_spectrum(np.concatenate(segs)))
 
     results: list[tuple[float, str, float, float]] = []
+    edges: set[tuple[str, float]] = set()
     for shape, tbw in _candidates(shapes):
         if fwhm_mm is not None:
             results.append((loss_of(shape, tbw, fwhm_mm / s), shape, tbw, fwhm_mm / s))
@@ -156,6 +166,9 @@ def estimate_profile(volume: np.ndarray, spacing: tuple[float, float, float],
         fine = [(loss_of(shape, tbw, float(q)), float(q))
                 for q in np.round(q0 + np.arange(-0.1, 0.101, 0.025), 4) if q > 0.05]
         loss, q = min(coarse + fine)
+        searched = [r for _, r in coarse + fine]
+        if q in (min(searched), max(searched)):
+            edges.add((shape, tbw))
         results.append((loss, shape, tbw, q))
     results.sort()
     best_loss = results[0][0]
@@ -167,7 +180,7 @@ def estimate_profile(volume: np.ndarray, spacing: tuple[float, float, float],
     loss, shape, tbw, q = results[0]
     return ProfileEstimate(SliceProfile(shape, q * s, tbw), float(loss),
                            {k: float(v[0]) for k, v in per_shape.items()}, plausible, float(q),
-                           sources)
+                           sources, at_edge=(shape, tbw) in edges)
 
 
 def choose_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float],
@@ -177,8 +190,9 @@ def choose_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float]
 
     --profile gauss|box|sinc with a thickness (--thickness, else DICOM SliceThickness) forces
     the profile; whatever is not forced is estimated. A header thickness alone is nominal, so
-    with --profile auto the data decide; if estimation is impossible the run says so and falls
-    back to a Gaussian of the header thickness (or the slice spacing).
+    with --profile auto the data decide; if estimation is impossible, or its best fit lies at
+    the edge of the range searched, the run says so and falls back to a Gaussian of the header
+    thickness (or the slice spacing).
     """
     s = spacing3[0]
     forced_fwhm = thickness
@@ -190,6 +204,9 @@ def choose_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float]
     progress.update("profile", 0, 1)
     try:
         estimate = estimate_profile(normalised, spacing3, shapes=shapes, fwhm_mm=forced_fwhm)
+        if not estimate.trusted():
+            raise ValueError(f"the best fit, {estimate.profile.describe()} (FWHM/spacing "
+                             f"{estimate.ratio:.2f}), lies at the edge of the range searched")
     except ValueError as exc:
         fallback = float(forced_fwhm or header_thickness or s)
         progress.log(f"intersr: slice profile not estimated ({exc}); using "
