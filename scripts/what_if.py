@@ -12,6 +12,8 @@ header: the estimated FWHM replaced by its geometric mean with the header's nomi
 views:  the volume also run reversed along the slice axis and mirrored in-plane, averaged.
 steps:  a larger adaptation step budget (--more).
 best:   adapt to the best estimate only, not to every profile the estimate could not rule out.
+both-axes: the adaptation before this stop's change for a coarser requested spacing (both
+        in-plane axes brought to it, not only the axis the pairs run along).
 Default volumes: those seen in pre-training (choose levers there, check on held-out ones).
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from intersr import bench, infer, pipeline, profile
+from intersr import adapt, bench, infer, pipeline, torch_run
 from intersr.degrade import SliceProfile
 from intersr.resources import HELD_OUT
 
@@ -59,9 +61,18 @@ def best_only(choose):
     return first
 
 
+def both_axes(adapt_function):
+    def old_way(model, volume, spacing, profiles, config, device, progress=None,
+                target_spacing=None):
+        first = adapt.as_profiles(profiles)[0]
+        volume, spacing = adapt.at_target_resolution(volume, spacing, target_spacing, first)
+        return adapt_function(model, volume, spacing, profiles, config, device, progress)
+    return old_way
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=("oracle", "header", "views", "steps", "best"))
+    parser.add_argument("experiment", choices=("oracle", "header", "views", "steps", "best", "both-axes"))
     parser.add_argument("--steps", type=int, default=0, help="adaptation steps (0: none)")
     parser.add_argument("--more", type=int, default=900, help="the 'steps' experiment's budget")
     parser.add_argument("--cases", default="box_x4,sinc_x4,sinc8_thick20_x4,gauss_x4,"
@@ -72,7 +83,8 @@ def main() -> None:
     folder = Path(args.data)
     names = (args.volumes.split(",") if args.volumes else
              sorted(p.name for p in bench.find_volumes(folder, None) if p.name not in HELD_OUT))
-    choose, resolve = pipeline.choose_profiles, pipeline.super_resolve
+    choose, resolve, adapt_function = (pipeline.choose_profiles, pipeline.super_resolve,
+                                       torch_run.adapt)
     gains: dict[str, list[float]] = {"as is": [], args.experiment: []}
     print(f"| volume | case | as is | {args.experiment} | difference |\n|---|---|---|---|---|")
     for name in names:
@@ -81,9 +93,12 @@ def main() -> None:
             row = []
             for variant in ("as is", args.experiment):
                 pipeline.choose_profiles, pipeline.super_resolve = choose, resolve
+                torch_run.adapt = adapt_function
                 steps, extra = args.steps, {}
                 if variant == "header":
                     pipeline.choose_profiles = header_prior(choose)
+                elif variant == "both-axes":
+                    torch_run.adapt = both_axes(adapt_function)
                 elif variant == "best":
                     pipeline.choose_profiles = best_only(choose)
                 elif variant == "views":
