@@ -106,7 +106,8 @@ def test_estimator_uses_anatomy_that_does_not_fill_the_field_of_view(shape):
 def test_a_best_fit_at_the_edge_of_the_range_is_not_trusted(monkeypatch):
     """When the loss keeps falling to the end of the FWHM range searched (here: box slices of
     FWHM 4 and a range that starts at 1.4 x the spacing), the best fit is no minimum. The run
-    says so and falls back to the header's thickness; inside the range it is trusted."""
+    says so and falls back to the header's thickness (keeps it when the header states none);
+    inside the range it is trusted."""
     thick = degrade(blobs(), 0, 4.0, 4.0, "box")
     ordinary = estimate_profile(thick, (4.0, 1.0, 1.0), shapes=("box",))
     assert ordinary.trusted() and not ordinary.at_edge
@@ -118,6 +119,12 @@ def test_a_best_fit_at_the_edge_of_the_range_is_not_trusted(monkeypatch):
                                     Progress("none", log=messages))
     assert how == "fallback" and profiles == [SliceProfile("gauss", 3.0)]
     assert "edge of the range searched" in messages.getvalue()
+    # no thickness in the header: the edge estimate is kept (a gap looks like this), and said
+    messages = io.StringIO()
+    profiles, how = choose_profiles(thick, (4.0, 1.0, 1.0), None, "auto", None,
+                                    Progress("none", log=messages))
+    assert how == "estimated" and profiles[0].fwhm == pytest.approx(edge.profile.fwhm)
+    assert "kept, as the header states no thickness" in messages.getvalue()
 
 
 def test_estimator_refuses_too_few_slices():

@@ -16,9 +16,10 @@ volumes are not always equally sharp along all axes either: only the in-plane ax
 high frequencies are within a margin of the sharpest are used as the source.
 A best fit at the edge of the FWHM range searched is no minimum (the loss still falls
 beyond it: the references are not sharp enough along the in-plane axes to explain the slice
-axis) and is not trusted: the run falls back to the header's thickness (or the slice spacing),
-as when no estimate can be made. On the bench both such cases were the worst estimates
-(-67 %, -75 %).
+axis). Where the header states a thickness the run then uses it, as when no estimate can be
+made; where it states none the edge estimate is kept: slices that look thinner than anything
+searched are the signature of a gap, and a guess of contiguous slices (the spacing) would
+contradict the data (measured: a gap case fell 1.9 dB, below B-spline, with that guess).
 Every segment that touches the anatomy is used, its edges with the background included: keeping
 only segments wholly inside the anatomy picked different structures along the slice axis and
 in-plane (an organ is not as long as it is wide, and a run of 14 thick slices spans it all) and
@@ -191,8 +192,8 @@ def choose_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float]
     --profile gauss|box|sinc with a thickness (--thickness, else DICOM SliceThickness) forces
     the profile; whatever is not forced is estimated. A header thickness alone is nominal, so
     with --profile auto the data decide; if estimation is impossible, or its best fit lies at
-    the edge of the range searched, the run says so and falls back to a Gaussian of the header
-    thickness (or the slice spacing).
+    the edge of the range searched while the header states a thickness, the run says so and
+    falls back to a Gaussian of the header thickness (or the slice spacing).
     """
     s = spacing3[0]
     forced_fwhm = thickness
@@ -205,8 +206,11 @@ def choose_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float]
     try:
         estimate = estimate_profile(normalised, spacing3, shapes=shapes, fwhm_mm=forced_fwhm)
         if not estimate.trusted():
-            raise ValueError(f"the best fit, {estimate.profile.describe()} (FWHM/spacing "
-                             f"{estimate.ratio:.2f}), lies at the edge of the range searched")
+            edge = (f"the best fit, {estimate.profile.describe()} (FWHM/spacing "
+                    f"{estimate.ratio:.2f}), lies at the edge of the range searched")
+            if header_thickness:
+                raise ValueError(edge)
+            progress.log(f"intersr: {edge}; kept, as the header states no thickness")
     except ValueError as exc:
         fallback = float(forced_fwhm or header_thickness or s)
         progress.log(f"intersr: slice profile not estimated ({exc}); using "
