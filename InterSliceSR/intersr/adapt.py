@@ -7,8 +7,9 @@ pairs are drawn from each in turn. When the requested output spacing is coarser 
 in-plane spacing, the in-plane axes are first brought to that resolution with the same profile
 shape, so the network learns to make slices as acquired at the requested spacing, not point
 samples at the in-plane spacing; only the axis the pairs run along is brought there, the
-other keeps its own spacing, as the slices' in-plane axis does at inference. Every 8th slice is held out; adaptation stops at the step or time budget, or early when the held-out
-loss stops improving, and keeps the best weights.
+other keeps its own spacing, as the slices' in-plane axis does at inference. Every 8th slice
+is held out; adaptation stops at the step or time budget, or early when the held-out loss
+stops improving, and keeps the best weights.
 """
 from __future__ import annotations
 
