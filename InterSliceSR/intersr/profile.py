@@ -51,10 +51,7 @@ class ProfileEstimate:
     plausible: list[SliceProfile] = field(default_factory=list)  # best is first
     ratio: float = 1.0  # FWHM / slice spacing
     source_axes: tuple[int, ...] = ()
-    at_edge: bool = False  # the best fit lies at the end of the FWHM range searched
-
-    def trusted(self) -> bool:
-        return not self.at_edge
+    at_edge: bool = False  # the best fit lies at the end of the FWHM range searched: no minimum
 
     def as_dict(self) -> dict:
         return {"shape": self.profile.shape, "fwhm_mm": round(self.profile.fwhm, 4),
@@ -205,7 +202,7 @@ def choose_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float]
     progress.update("profile", 0, 1)
     try:
         estimate = estimate_profile(normalised, spacing3, shapes=shapes, fwhm_mm=forced_fwhm)
-        if not estimate.trusted():
+        if estimate.at_edge:
             edge = (f"the best fit, {estimate.profile.describe()} (FWHM/spacing "
                     f"{estimate.ratio:.2f}), lies at the edge of the range searched")
             if header_thickness:
