@@ -49,3 +49,49 @@ def test_blur_jitter_changes_only_the_thickness_the_network_is_told():
     assert 0.1 < logs.std() < 0.3 and abs(np.mean(logs)) < 0.1
     again = mr_batch(volumes, 2, np.random.default_rng(3), blur_jitter=0.0)
     assert again.blur == mr_batch(volumes, 2, np.random.default_rng(3)).blur
+
+
+def _stage_weights(tmp_path, name, extra):
+    argv = ["train", "mr", "--data", str(tmp_path / "data"), "--batch", "2", "--threads", "1",
+            "--steps", "3", "--checkpoint", str(tmp_path / f"{name}.ckpt"),
+            "--output", str(tmp_path / f"{name}.pt"), "--progress", "none", *extra]
+    assert cli.main(argv) == 0
+    return torch.load(tmp_path / f"{name}.pt", weights_only=True)["model"]
+
+
+def test_batches_do_not_depend_on_worker_processes_and_accumulation_is_used(tmp_path):
+    """Each step's batches come from (seed, step, j): made in 2 forked workers they are the
+    ones the training process makes itself, so the weights are identical; averaging two
+    batches per step is a different (larger) step."""
+    (tmp_path / "data" / "mr").mkdir(parents=True)
+    shutil.copy(SAMPLE, tmp_path / "data" / "mr" / SAMPLE.name)
+    alone = _stage_weights(tmp_path, "alone", ["--accumulate", "2"])
+    workers = _stage_weights(tmp_path, "workers", ["--accumulate", "2", "--workers", "2"])
+    single = _stage_weights(tmp_path, "single", [])
+    assert all(torch.equal(alone[k], workers[k]) for k in alone)
+    assert any(not torch.equal(alone[k], single[k]) for k in alone)
+
+
+def test_the_pack_holds_exactly_the_volumes_the_folder_gives(tmp_path):
+    """`train pack` lets a machine without SimpleITK train on the same data: loading the pack
+    alone (no mr/ folder) gives the same normalised arrays and spacings; held-out volumes
+    are never packed."""
+    import numpy as np
+    from intersr.resources import HELD_OUT
+    from intersr.train import load_mr
+
+    folder = tmp_path / "data" / "mr"
+    folder.mkdir(parents=True)
+    shutil.copy(SAMPLE, folder / SAMPLE.name)
+    shutil.copy(SAMPLE, folder / HELD_OUT[0])
+    assert cli.main(["train", "pack", "--data", str(tmp_path / "data")]) == 0
+    from_folder = load_mr(tmp_path / "data")
+    only_pack = tmp_path / "gpu"
+    only_pack.mkdir()
+    (tmp_path / "data" / "mr.npz").rename(only_pack / "mr.npz")
+    from_pack = load_mr(only_pack)
+    assert len(from_folder) == len(from_pack) == 1
+    assert np.array_equal(from_folder[0][0], from_pack[0][0])
+    assert from_folder[0][1] == from_pack[0][1]
+    with np.load(only_pack / "mr.npz") as pack:
+        assert [str(pack[k]) for k in pack.files if k.startswith("name")] == [SAMPLE.name]

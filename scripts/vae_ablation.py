@@ -34,7 +34,7 @@ LEARNED = ("self-supervised", "vae-pairs", "vae-combined")
 
 
 def score_case(reference: sitk.Image, case: bench.Case, methods: list[str], steps: int,
-               seed: int, done: dict, weights: str | None = None) -> dict:
+               seed: int, done: dict, weights: str | None = None, device: str = "cpu") -> dict:
     """The bench's run_case once per learned method; baselines from the first call."""
     rows = dict(done)
     for method in methods:
@@ -42,7 +42,7 @@ def score_case(reference: sitk.Image, case: bench.Case, methods: list[str], step
             continue
         learned = method if method in LEARNED else "self-supervised"
         result = bench.run_case(reference, case, steps if method in LEARNED else 0, (seed,),
-                                "cpu", (), None, method=learned, weights=weights)
+                                device, (), None, method=learned, weights=weights)
         for base in ("bspline", "deconv"):
             rows.setdefault(base, dict(result[base]))
         mine = result["intersr"]
@@ -98,6 +98,9 @@ def main() -> int:
     parser.add_argument("--weights", default=None,
                         help="weights file or folder with weights.json (default: the shipped "
                              "ones), e.g. an earlier release's for an A/B comparison")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where adaptation runs (results on cuda are labelled so; the "
+                             "adaptation batch differs, options.ADAPT_BATCH)")
     parser.add_argument("--report", action="store_true",
                         help="only print the tables of the results already in --out")
     args = parser.parse_args()
@@ -135,7 +138,7 @@ def main() -> int:
                 continue
             image, _ = bench.crop_to_anatomy(sitk.ReadImage(str(path)), args.crop)
             rows = score_case(image, case, methods, args.steps, args.seed,
-                              row["methods"] if row else {}, args.weights)
+                              row["methods"] if row else {}, args.weights, args.device)
             if row is None:
                 row = {"volume": stem, "set": case.set, "case": case.name,
                        "split": bench._split(stem), "methods": rows}
@@ -145,7 +148,8 @@ def main() -> int:
             print(stem, case.name, {m: round(r["psnr_fg"], 2) for m, r in rows.items()},
                   flush=True)
             out.write_text(json.dumps({"steps": args.steps, "crop": args.crop,
-                                       "seed": args.seed, "results": results}, indent=1))
+                                       "seed": args.seed, "device": args.device,
+                                       "results": results}, indent=1))
     print(table(results, methods))
     return 0
 

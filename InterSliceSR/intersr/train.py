@@ -123,18 +123,57 @@ def video_batch(clips: list[np.ndarray], batch: int, rng: np.random.Generator) -
     return pairs.sample(batch, rng)
 
 
-def load_mr(folder: Path) -> list[tuple[np.ndarray, tuple[float, ...]]]:
+def read_mr_folder(folder: Path) -> list[tuple[str, np.ndarray, tuple[float, ...]]]:
+    """The training split as stored: (name, array in its own pixel type, spacing z, y, x)."""
     import SimpleITK as sitk
 
-    volumes = []
+    found = []
     for path in sorted(folder.glob("*.nii*")):
         if path.name in HELD_OUT:
             continue
-        image = sitk.ReadImage(str(path), sitk.sitkFloat32)
-        array = sitk.GetArrayFromImage(image)
-        volumes.append((normaliser(array).apply(array), tuple(reversed(image.GetSpacing()))))
-    if not volumes:
-        raise SystemExit(f"no MR volumes in {folder}; run `intersr train fetch-data` first")
+        image = sitk.ReadImage(str(path))
+        found.append((path.name, sitk.GetArrayFromImage(image),
+                      tuple(reversed(image.GetSpacing()))))
+    return found
+
+
+def pack_mr(data: Path) -> Path:
+    """Write the training split to `data/mr.npz` (arrays as stored, spacings, names), so a
+    machine without SimpleITK (the GPU machine) trains on exactly the same volumes."""
+    found = read_mr_folder(data / "mr")
+    if not found:
+        raise InputError(f"no MR volumes in {data / 'mr'}; run `intersr train fetch-data` first")
+    contents = {}
+    for index, (name, array, spacing) in enumerate(found):
+        contents[f"array{index}"] = array
+        contents[f"spacing{index}"] = np.asarray(spacing, dtype=np.float64)
+        contents[f"name{index}"] = np.asarray(name)
+    target = data / "mr.npz"
+    partial = data / "mr.partial.npz"
+    np.savez_compressed(partial, **contents)
+    partial.replace(target)
+    return target
+
+
+def load_mr(data: Path) -> list[tuple[np.ndarray, tuple[float, ...]]]:
+    """Normalised training volumes from `data/mr/` (NIfTI) or, where that folder is absent,
+    from the pack `intersr train pack` made of it (`data/mr.npz`)."""
+    if (data / "mr").is_dir():
+        found = read_mr_folder(data / "mr")
+    elif (data / "mr.npz").is_file():
+        with np.load(data / "mr.npz", allow_pickle=False) as pack:
+            count = sum(1 for key in pack.files if key.startswith("array"))
+            found = [(str(pack[f"name{i}"]), pack[f"array{i}"],
+                      tuple(float(v) for v in pack[f"spacing{i}"])) for i in range(count)]
+        found = [item for item in found if item[0] not in HELD_OUT]
+    else:
+        found = []
+    if not found:
+        raise SystemExit(f"no MR volumes in {data / 'mr'}; run `intersr train fetch-data` first")
+    volumes = []
+    for _, array, spacing in found:
+        array = array.astype(np.float32)
+        volumes.append((normaliser(array).apply(array), spacing))
     return volumes
 
 
@@ -173,44 +212,95 @@ def mr_batch(volumes, batch: int, rng: np.random.Generator,
 
 
 # ---------------------------------------------------------------- the loop
-def fit(model: torch.nn.Module, make_batch, steps: int, lr: float, checkpoint: Path,
-        resume: bool, seed: int, progress: Progress) -> dict:
-    """Adam with cosine decay; checkpoint every 200 steps; resumable."""
+_SOURCE = None  # (make_batch, source, batch size, extra keywords): set before workers fork
+
+
+def step_batches(step: int, seed: int, accumulate: int) -> list[PairBatch]:
+    """The batches of one step. Each comes from its own generator seeded by (seed, step, j),
+    so a run's data do not depend on how many worker processes made them or on resuming."""
+    make_batch, source, size, extra = _SOURCE
+    return [make_batch(source, size, np.random.default_rng([seed, step, j]), **extra)
+            for j in range(accumulate)]
+
+
+def _worker_start() -> None:
+    torch.set_num_threads(1)
+
+
+def batches_in_order(start: int, steps: int, seed: int, accumulate: int, workers: int):
+    """Yield each step's batches in order; with workers, made ahead in forked processes (the
+    volumes are shared, not copied), at most a few steps ahead."""
+    if workers <= 0:
+        for step in range(start + 1, steps + 1):
+            yield step, step_batches(step, seed, accumulate)
+        return
+    import multiprocessing
+    from collections import deque
+
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start) as pool:
+        pending: deque = deque()
+        upcoming = iter(range(start + 1, steps + 1))
+        for step in upcoming:
+            pending.append((step, pool.apply_async(step_batches, (step, seed, accumulate))))
+            if len(pending) >= 4 * workers:
+                break
+        while pending:
+            step, result = pending.popleft()
+            following = next(upcoming, None)
+            if following is not None:
+                pending.append((following, pool.apply_async(step_batches,
+                                                             (following, seed, accumulate))))
+            yield step, result.get()
+
+
+def fit(model: torch.nn.Module, steps: int, lr: float, checkpoint: Path, resume: bool,
+        seed: int, progress: Progress, device: str = "cpu", accumulate: int = 1,
+        workers: int = 0) -> dict:
+    """Adam with cosine decay; checkpoint every 200 steps; resumable. A step averages the
+    gradients of `accumulate` batches (each from one volume, axis and profile), which gives
+    a GPU a larger and more varied step at the same learning rate."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
-    rng = np.random.default_rng(seed)
     start_step, seconds, history = 0, 0.0, []
     if resume and checkpoint.exists():
         state = load_state(checkpoint, "checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        rng.bit_generator.state = state["rng"]
         start_step, seconds, history = state["step"], state["seconds"], state["history"]
         progress.log(f"resumed {checkpoint} at step {start_step}")
-    model.train()
+    batches = batches_in_order(start_step, steps, seed, accumulate, workers)  # forks first
+    model.to(device).train()
+    for value in optimizer.state.values():  # a resumed optimizer's moments follow the model
+        for key, tensor in value.items():
+            if torch.is_tensor(tensor) and key != "step":
+                value[key] = tensor.to(device)
     t0 = time.monotonic() - seconds
     running = history[-1][1] if history else None  # a finished stage resumed runs no step
-    for step in range(start_step + 1, steps + 1):
-        batch = make_batch(rng)
-        pred = model(batch.thick, batch.positions, batch.factor, batch.blur)
-        loss = torch.nn.functional.l1_loss(pred, batch.fine)
+    for step, parts in batches:
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total = 0.0
+        for batch in parts:
+            pred = model(batch.thick.to(device), batch.positions.to(device), batch.factor,
+                         batch.blur)
+            loss = torch.nn.functional.l1_loss(pred, batch.fine.to(device)) / len(parts)
+            loss.backward()
+            total += loss.item()
         optimizer.step()
         schedule.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        running = total if running is None else 0.98 * running + 0.02 * total
         progress.update("train", step, steps, loss=running)
         if step % 50 == 0:
             history.append((step, running))
         if step % 200 == 0 or step == steps:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "rng": rng.bit_generator.state,
-                        "step": step, "seconds": time.monotonic() - t0, "history": history},
+                        "schedule": schedule.state_dict(), "step": step,
+                        "seconds": time.monotonic() - t0, "history": history},
                        checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)
+    model.to("cpu")
     return {"steps": steps, "seconds": round(time.monotonic() - t0, 1),
             "final_loss": running, "history": history}
 
@@ -251,18 +341,38 @@ def cmd_fetch(args) -> int:
 
 
 STAGES = {"video": (lambda data: load_clips(data / "video"), video_batch),
-          "mr": (lambda data: load_mr(data / "mr"), mr_batch)}
+          "mr": (load_mr, mr_batch)}
+
+
+def cmd_pack(args) -> int:
+    target = pack_mr(Path(args.data))
+    print(f"pack: {target} ({target.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def training_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: PyTorch sees no CUDA device here")
+    return name
 
 
 def cmd_stage(args) -> int:
     """Train one stage: its data source makes the batches, the loop is shared."""
+    global _SOURCE
     torch.set_num_threads(args.threads)
+    device = training_device(args.device)
     load, make_batch = STAGES[args.stage]
     source = load(Path(args.data))
     model = initial(args)
     extra = {"blur_jitter": args.blur_jitter} if getattr(args, "blur_jitter", 0.0) else {}
-    report = fit(model, lambda rng: make_batch(source, args.batch, rng, **extra), args.steps,
-                 args.lr, Path(args.checkpoint), args.resume, args.seed, Progress(args.progress))
+    _SOURCE = (make_batch, source, args.batch, extra)
+    report = fit(model, args.steps, args.lr, Path(args.checkpoint), args.resume, args.seed,
+                 Progress(args.progress), device=device, accumulate=args.accumulate,
+                 workers=args.workers)
+    report.update({"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                   "accumulate": args.accumulate, "workers": args.workers})
     _finish(model, report, args, stage=args.stage)
     return 0
 
@@ -296,6 +406,25 @@ def non_negative(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def add_train_parser(sub) -> None:
     train = sub.add_parser("train", help="re-create the shipped weights (see docs/training.md)")
     stages = train.add_subparsers(dest="stage", required=True)
@@ -303,6 +432,10 @@ def add_train_parser(sub) -> None:
     fetch.add_argument("--data", default="train-data")
     fetch.add_argument("--mr", default="../shared/data/mr", help="folder of real MR volumes")
     fetch.set_defaults(train_func=cmd_fetch)
+    pack = stages.add_parser("pack", help="write the MR training split to DATA/mr.npz, for a "
+                                          "machine without SimpleITK (the GPU machine)")
+    pack.add_argument("--data", default="train-data")
+    pack.set_defaults(train_func=cmd_pack)
     for name, steps, lr in (("video", 3000, 5e-4), ("mr", 8000, 3e-4)):
         stage = stages.add_parser(name, help=f"stage {'1' if name == 'video' else '2'}: {name}")
         stage.add_argument("--data", default="train-data")
@@ -311,6 +444,12 @@ def add_train_parser(sub) -> None:
         stage.add_argument("--lr", type=float, default=lr)
         stage.add_argument("--seed", type=int, default=0)
         stage.add_argument("--threads", type=int, default=2)
+        stage.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                           help="where the network trains (batches are made on the CPU)")
+        stage.add_argument("--accumulate", type=positive_int, default=1, metavar="N",
+                           help="batches averaged per step (a larger step for a GPU)")
+        stage.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
+                           help="processes making batches ahead (0: in the training process)")
         stage.add_argument("--init", help="start from this stage output (.pt)")
         stage.add_argument("--checkpoint", default=f"checkpoints/{name}.ckpt")
         stage.add_argument("--resume", action="store_true")
