@@ -1009,23 +1009,46 @@ def test_crafted_pickle_is_never_unpickled(tmp_path, capsys):
     assert not (tmp_path / "o.pt").exists()
 
 
-@pytest.mark.parametrize("value", ["-0.2", "nan", "abc"])
-def test_train_refuses_a_bad_blur_jitter_before_loading_anything(tmp_path, capsys, value):
-    """`train mr --blur-jitter` is a spread: a negative, non-finite or non-numeric value is
-    refused by the argument parser (exit 2, a message naming the option), no output written."""
+@pytest.mark.parametrize("option,value", [("--blur-jitter", "-0.2"), ("--blur-jitter", "nan"),
+                                          ("--blur-jitter", "abc"), ("--accumulate", "0"),
+                                          ("--workers", "-1"), ("--workers", "two"),
+                                          ("--device", "tpu")])
+def test_train_refuses_a_bad_training_option_before_loading_anything(tmp_path, capsys, option,
+                                                                      value):
+    """`train mr --blur-jitter` is a spread, `--accumulate` at least 1, `--workers` at least 0,
+    `--device` one of auto, cpu, cuda: anything else is refused by the argument parser (exit 2,
+    a message naming the option), no output written."""
     from intersr import cli
     (tmp_path / "data" / "mr").mkdir(parents=True)
     (tmp_path / "data" / "mr" / "scan.nii.gz").write_bytes(SAMPLE.read_bytes())
     argv = ["train", "mr", "--data", str(tmp_path / "data"), "--steps", "1", "--batch", "1",
             "--output", str(tmp_path / "o.pt"), "--checkpoint", str(tmp_path / "o.ckpt"),
-            "--progress", "none", "--blur-jitter", value]
+            "--progress", "none", option, value]
     try:
         code = cli.main(argv)
     except SystemExit as exc:
         code = exc.code
     assert code == 2
     err = capsys.readouterr().err
-    assert "--blur-jitter" in err and "Traceback" not in err
+    assert option in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_train_on_cuda_without_a_gpu_says_so_before_loading_anything(tmp_path, capsys):
+    """`train mr --device cuda` where PyTorch sees no CUDA device: a clear input error (exit
+    2), before the volumes are read, nothing written."""
+    import torch
+    from intersr import cli
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    (tmp_path / "data" / "mr").mkdir(parents=True)
+    (tmp_path / "data" / "mr" / "scan.nii.gz").write_bytes(SAMPLE.read_bytes())
+    code = cli.main(["train", "mr", "--data", str(tmp_path / "data"), "--steps", "1",
+                     "--output", str(tmp_path / "o.pt"), "--checkpoint", str(tmp_path / "o.ckpt"),
+                     "--progress", "none", "--device", "cuda"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--device cuda" in err and "no CUDA device" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
