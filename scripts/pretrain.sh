@@ -2,7 +2,8 @@
 # Re-create the shipped weights from scratch (stage 1 video, stage 2 MR) and the ablation's
 # MR-only variant. Safe to re-run after an interruption: every stage resumes from its
 # checkpoint (checkpoints/*.ckpt) and skips when its output already exists.
-#   bash scripts/pretrain.sh            # CPU: about 45 minutes on 2 cores (see the model card)
+#   bash scripts/pretrain.sh            # CPU: about 70 minutes on 2 cores (see the model card)
+# Stage 2 on a GPU instead (how the shipped weights were made): scripts/gpu_pretrain.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

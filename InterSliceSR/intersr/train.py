@@ -1,11 +1,13 @@
-"""Re-create the shipped weights: `intersr train fetch-data | video | mr`.
+"""Re-create the shipped weights: `intersr train fetch-data | pack | video | mr`.
 
 Stage 1 (video): spatio-temporal planes (time x width) of real video clips; a run of k*m
 frames is reduced to m frames by the degradation model along time (every k-th frame, or a
 longer exposure), and the network learns to restore the frames in between. Stage 2 (MR):
-planes of real MR volumes, thick slices simulated along any fine axis with factors 2-8 and
-thickness 0.5-1.0 x spacing. Both stages use `PlanePairs`, the pairs adaptation uses too.
-Checkpoints are written every few hundred steps; `--resume` continues from them.
+planes of real MR volumes, thick slices simulated along any fine axis with factors 2-8 and a
+profile drawn from the whole family (`random_profile`). Both stages use `PlanePairs`, the pairs
+adaptation uses too. Checkpoints are written every 200 steps; `--resume` continues from them.
+`--device cuda` trains on a GPU while `--workers` processes make the batches
+(docs/training.md, "On a GPU").
 """
 from __future__ import annotations
 
