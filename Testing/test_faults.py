@@ -1035,8 +1035,9 @@ def test_train_refuses_a_bad_training_option_before_loading_anything(tmp_path, c
 
 
 def test_train_on_cuda_without_a_gpu_says_so_before_loading_anything(tmp_path, capsys):
-    """`train mr --device cuda` where PyTorch sees no CUDA device: a clear input error (exit
-    2), before the volumes are read, nothing written."""
+    """`train mr --device cuda` where PyTorch sees no CUDA device: the same resources error
+    as `intersr run` gives (exit 3, one device rule), before the volumes are read, nothing
+    written."""
     import torch
     from intersr import cli
     if torch.cuda.is_available():
@@ -1046,9 +1047,9 @@ def test_train_on_cuda_without_a_gpu_says_so_before_loading_anything(tmp_path, c
     code = cli.main(["train", "mr", "--data", str(tmp_path / "data"), "--steps", "1",
                      "--output", str(tmp_path / "o.pt"), "--checkpoint", str(tmp_path / "o.ckpt"),
                      "--progress", "none", "--device", "cuda"])
-    assert code == 2
+    assert code == 3
     err = capsys.readouterr().err
-    assert "--device cuda" in err and "no CUDA device" in err and "Traceback" not in err
+    assert "--device cuda" in err and "no CUDA GPU is available" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 

@@ -88,6 +88,18 @@ class TorchBackend(Backend):
         return False
 
 
+def pick_device(name: str):
+    """The PyTorch device for `--device` (auto: CUDA when PyTorch sees a GPU), for runs and
+    training alike; here, not in torch_run, so training needs no SimpleITK."""
+    import torch
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ResourceError("--device cuda was requested but no CUDA GPU is available to "
+                            f"PyTorch {torch.__version__}; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
 def ort_providers(device: str) -> list[str]:
     """Execution providers for `device` (auto: CUDA when this onnxruntime build has it)."""
     import onnxruntime

@@ -14,22 +14,13 @@ import numpy as np
 import torch
 
 from .adapt import AdaptConfig, adapt
-from .backends import Backend, OrtBackend, TorchBackend
+from .backends import Backend, OrtBackend, TorchBackend, pick_device
 from .errors import ResourceError
 from .network import NetConfig, build_network
 from .options import ADAPT_BATCH, RunOptions, adapts, budget_for
 from .progress import Progress
 from .results import AdaptResult
 from .weights import load_pretrained
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ResourceError("--device cuda was requested but no CUDA GPU is available to "
-                            f"PyTorch {torch.__version__}; use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def initial_model(options: RunOptions, log: Callable[[str], None]) -> tuple[torch.nn.Module, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import pickle
 import shutil
 import subprocess
@@ -21,11 +22,14 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .backends import pick_device
 from .degrade import SHAPES
 from .errors import InputError, WeightsError
 from .metrics import normaliser
@@ -229,30 +233,28 @@ def _worker_start() -> None:
     torch.set_num_threads(1)
 
 
-def batches_in_order(start: int, steps: int, seed: int, accumulate: int, workers: int):
-    """Yield each step's batches in order; with workers, made ahead in forked processes (the
-    volumes are shared, not copied), at most a few steps ahead."""
+@contextmanager
+def batches_ahead(start: int, steps: int, seed: int, accumulate: int, workers: int):
+    """Each step's batches in order. With workers, the pool is forked on entry (before CUDA
+    starts in this process) and makes batches at most a few steps ahead; the volumes are
+    shared with the workers, not copied."""
     if workers <= 0:
-        for step in range(start + 1, steps + 1):
-            yield step, step_batches(step, seed, accumulate)
+        yield ((step, step_batches(step, seed, accumulate)) for step in range(start + 1, steps + 1))
         return
-    import multiprocessing
-    from collections import deque
-
     with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start) as pool:
-        pending: deque = deque()
-        upcoming = iter(range(start + 1, steps + 1))
-        for step in upcoming:
-            pending.append((step, pool.apply_async(step_batches, (step, seed, accumulate))))
-            if len(pending) >= 4 * workers:
-                break
-        while pending:
-            step, result = pending.popleft()
-            following = next(upcoming, None)
-            if following is not None:
-                pending.append((following, pool.apply_async(step_batches,
-                                                             (following, seed, accumulate))))
-            yield step, result.get()
+        yield _in_order(pool, range(start + 1, steps + 1), seed, accumulate, 4 * workers)
+
+
+def _in_order(pool, steps: range, seed: int, accumulate: int, ahead: int):
+    pending: deque = deque()
+    for step in steps:
+        pending.append((step, pool.apply_async(step_batches, (step, seed, accumulate))))
+        if len(pending) > ahead:
+            done, result = pending.popleft()
+            yield done, result.get()
+    while pending:
+        done, result = pending.popleft()
+        yield done, result.get()
 
 
 def fit(model: torch.nn.Module, steps: int, lr: float, checkpoint: Path, resume: bool,
@@ -261,47 +263,43 @@ def fit(model: torch.nn.Module, steps: int, lr: float, checkpoint: Path, resume:
     """Adam with cosine decay; checkpoint every 200 steps; resumable. A step averages the
     gradients of `accumulate` batches (each from one volume, axis and profile), which gives
     a GPU a larger and more varied step at the same learning rate."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
-    start_step, seconds, history = 0, 0.0, []
-    if resume and checkpoint.exists():
-        state = load_state(checkpoint, "checkpoint")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start_step, seconds, history = state["step"], state["seconds"], state["history"]
-        progress.log(f"resumed {checkpoint} at step {start_step}")
-    batches = batches_in_order(start_step, steps, seed, accumulate, workers)  # forks first
-    model.to(device).train()
-    for value in optimizer.state.values():  # a resumed optimizer's moments follow the model
-        for key, tensor in value.items():
-            if torch.is_tensor(tensor) and key != "step":
-                value[key] = tensor.to(device)
-    t0 = time.monotonic() - seconds
-    running = history[-1][1] if history else None  # a finished stage resumed runs no step
-    for step, parts in batches:
-        optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for batch in parts:
-            pred = model(batch.thick.to(device), batch.positions.to(device), batch.factor,
-                         batch.blur)
-            loss = torch.nn.functional.l1_loss(pred, batch.fine.to(device)) / len(parts)
-            loss.backward()
-            total += loss.item()
-        optimizer.step()
-        schedule.step()
-        running = total if running is None else 0.98 * running + 0.02 * total
-        progress.update("train", step, steps, loss=running)
-        if step % 50 == 0:
-            history.append((step, running))
-        if step % 200 == 0 or step == steps:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "step": step,
-                        "seconds": time.monotonic() - t0, "history": history},
-                       checkpoint.with_suffix(".tmp"))
-            checkpoint.with_suffix(".tmp").replace(checkpoint)
+    state = load_state(checkpoint, "checkpoint") if resume and checkpoint.exists() else None
+    start_step, seconds, history = (state["step"], state["seconds"], state["history"]) \
+        if state else (0, 0.0, [])
+    with batches_ahead(start_step, steps, seed, accumulate, workers) as batches:
+        model.to(device).train()  # the optimizer below, and a resumed state, follow it
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+        if state:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            progress.log(f"resumed {checkpoint} at step {start_step}")
+        t0 = time.monotonic() - seconds
+        running = history[-1][1] if history else None  # a finished stage resumed runs no step
+        for step, parts in batches:
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for batch in parts:
+                pred = model(batch.thick.to(device), batch.positions.to(device), batch.factor,
+                             batch.blur)
+                loss = torch.nn.functional.l1_loss(pred, batch.fine.to(device)) / len(parts)
+                loss.backward()
+                total += loss.item()
+            optimizer.step()
+            schedule.step()
+            running = total if running is None else 0.98 * running + 0.02 * total
+            progress.update("train", step, steps, loss=running)
+            if step % 50 == 0:
+                history.append((step, running))
+            if step % 200 == 0 or step == steps:
+                checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "schedule": schedule.state_dict(), "step": step,
+                            "seconds": time.monotonic() - t0, "history": history},
+                           checkpoint.with_suffix(".tmp"))
+                checkpoint.with_suffix(".tmp").replace(checkpoint)
     model.to("cpu")
     return {"steps": steps, "seconds": round(time.monotonic() - t0, 1),
             "final_loss": running, "history": history}
@@ -352,19 +350,11 @@ def cmd_pack(args) -> int:
     return 0
 
 
-def training_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: PyTorch sees no CUDA device here")
-    return name
-
-
 def cmd_stage(args) -> int:
     """Train one stage: its data source makes the batches, the loop is shared."""
     global _SOURCE
     torch.set_num_threads(args.threads)
-    device = training_device(args.device)
+    device = pick_device(args.device).type
     load, make_batch = STAGES[args.stage]
     source = load(Path(args.data))
     model = initial(args)
