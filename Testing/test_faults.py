@@ -1034,6 +1034,40 @@ def test_train_refuses_a_bad_training_option_before_loading_anything(tmp_path, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
+def test_train_pack_without_volumes_says_so_and_writes_nothing(tmp_path, capsys):
+    """`train pack` of an empty training folder: exit 2, a message naming the folder and what
+    to run, no pack (and no partial pack) written."""
+    from intersr import cli
+    (tmp_path / "data" / "mr").mkdir(parents=True)
+    assert cli.main(["train", "pack", "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "no MR volumes" in err and "fetch-data" in err and "Traceback" not in err
+    assert list((tmp_path / "data").iterdir()) == [tmp_path / "data" / "mr"]
+
+
+@pytest.mark.parametrize("content", [b"not a zip file", None])
+def test_train_refuses_a_corrupt_or_foreign_pack(tmp_path, capsys, content):
+    """A `mr.npz` that is not a zip, or a zip of other arrays (no names or spacings): exit 2,
+    a message that names the pack and says to write it again; the pack is left as it was and
+    nothing is written."""
+    from intersr import cli
+    (tmp_path / "data").mkdir()
+    pack = tmp_path / "data" / "mr.npz"
+    if content is None:
+        np.savez(pack, array0=np.zeros((4, 4, 4)))
+    else:
+        pack.write_bytes(content)
+    before = pack.read_bytes()
+    code = cli.main(["train", "mr", "--data", str(tmp_path / "data"), "--steps", "1",
+                     "--output", str(tmp_path / "o.pt"), "--checkpoint", str(tmp_path / "o.ckpt"),
+                     "--progress", "none"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "is not a pack written by `intersr train pack`" in err and "Traceback" not in err
+    assert pack.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 def test_train_on_cuda_without_a_gpu_says_so_before_loading_anything(tmp_path, capsys):
     """`train mr --device cuda` where PyTorch sees no CUDA device: the same resources error
     as `intersr run` gives (exit 3, one device rule), before the volumes are read, nothing

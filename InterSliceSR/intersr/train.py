@@ -167,10 +167,14 @@ def load_mr(data: Path) -> list[tuple[np.ndarray, tuple[float, ...]]]:
     if (data / "mr").is_dir():
         found = read_mr_folder(data / "mr")
     elif (data / "mr.npz").is_file():
-        with np.load(data / "mr.npz", allow_pickle=False) as pack:
-            count = sum(1 for key in pack.files if key.startswith("array"))
-            found = [(str(pack[f"name{i}"]), pack[f"array{i}"],
-                      tuple(float(v) for v in pack[f"spacing{i}"])) for i in range(count)]
+        try:
+            with np.load(data / "mr.npz", allow_pickle=False) as pack:
+                count = sum(1 for key in pack.files if key.startswith("array"))
+                found = [(str(pack[f"name{i}"]), pack[f"array{i}"],
+                          tuple(float(v) for v in pack[f"spacing{i}"])) for i in range(count)]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{data / 'mr.npz'} is not a pack written by `intersr train pack` "
+                             f"({str(exc).splitlines()[0][:120]}); write it again") from None
         found = [item for item in found if item[0] not in HELD_OUT]
     else:
         found = []
