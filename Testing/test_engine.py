@@ -51,6 +51,48 @@ def test_adaptation_is_deterministic_with_seed():
     assert losses[0] == losses[1]
 
 
+def test_adaptation_keeps_the_moving_average_of_the_weights():
+    """With `average` the weights kept are the running mean of every step's weights, not
+    the last step's: replaying the same steps with the raw weights and averaging by hand
+    gives the kept weights exactly."""
+    volume = to_volume(sample_crop((40, 40, 12), (40, 40, 24))).array / 300.0
+    settings = dict(steps=6, eval_every=100, patience=10**6, batch=2, lr=1e-2, seed=1)
+    states = []
+    for average in (0.0, 0.8):
+        torch.manual_seed(3)
+        model = build_network(NetConfig(channels=8, blocks=1, hidden=16))
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        trace = []
+        original_step = torch.optim.Adam.step
+
+        def step_and_record(self, *args, **kwargs):
+            out = original_step(self, *args, **kwargs)
+            trace.append({k: v.clone() for k, v in model.state_dict().items()})
+            return out
+        torch.optim.Adam.step = step_and_record
+        try:
+            adapt(model, volume, (3.0, 2.0, 2.0), 3.0, AdaptConfig(average=average, **settings),
+                  torch.device("cpu"))
+        finally:
+            torch.optim.Adam.step = original_step
+        states.append((initial, trace, model.state_dict()))
+    (_, raw_trace, raw_final), (initial, trace, kept) = states
+    assert len(trace) == 6
+    for a, b in zip(raw_trace, trace):  # the optimiser's path does not depend on the average
+        for k in a:
+            torch.testing.assert_close(a[k], b[k])
+    mean = {k: v.clone() for k, v in initial.items()}
+    for step, weights in enumerate(trace, start=1):
+        decay = min(0.8, (1 + step) / (10 + step))
+        for k in mean:
+            mean[k] = decay * mean[k] + (1 - decay) * weights[k]
+    # the loss of the last check decides: either the mean after 6 steps or the initial weights
+    key = next(iter(kept))
+    assert not torch.allclose(kept[key], raw_final[key])
+    for k in kept:
+        torch.testing.assert_close(kept[k], mean[k], rtol=1e-5, atol=1e-6)
+
+
 def test_inference_chunks_give_same_result():
     volume = to_volume(sample_crop((30, 26, 10), (40, 40, 24))).array / 300.0
     torch.manual_seed(0)

@@ -12,6 +12,10 @@ header: the estimated FWHM replaced by its geometric mean with the header's nomi
 views:  the volume also run reversed along the slice axis and mirrored in-plane, averaged.
 steps:  a larger adaptation step budget (--more).
 best:   adapt to the best estimate only, not to every profile the estimate could not rule out.
+average: adaptation checks and keeps a moving average of the weights with decay --decay
+        (0: the raw weights, as before 2026-11-22's fifth session; the product now uses 0.99):
+        `what_if.py average --steps 350 --decay 0.99 --as-is docs/family_adapted_seen_v3.json`
+        measured the change against the stored raw-weight results.
 both-axes: the adaptation before this stop's change for a coarser requested spacing (both
         in-plane axes brought to it, not only the axis the pairs run along).
 Default volumes: those seen in pre-training (choose levers there, check on held-out ones).
@@ -19,6 +23,8 @@ Default volumes: those seen in pre-training (choose levers there, check on held-
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,21 +76,43 @@ def both_axes(adapt_function):
     return old_way
 
 
+def averaged_weights(adapt_config, decay: float):
+    def config(options, device):
+        return dataclasses.replace(adapt_config(options, device), average=decay)
+    return config
+
+
+def stored_gains(path: str) -> dict[tuple[str, str], float]:
+    """Gain over B-spline per (volume, case) of the self-supervised method in a
+    scripts/vae_ablation.py results file (same seed, steps and crop as this run)."""
+    results = json.loads(Path(path).read_text())["results"]
+    return {(r["volume"], r["case"]): r["methods"]["self-supervised"]["psnr_fg"]
+            - r["methods"]["bspline"]["psnr_fg"] for r in results
+            if "self-supervised" in r["methods"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=("oracle", "header", "views", "steps", "best", "both-axes"))
+    parser.add_argument("experiment", choices=("oracle", "header", "views", "steps", "best", "both-axes",
+                                               "average"))
     parser.add_argument("--steps", type=int, default=0, help="adaptation steps (0: none)")
     parser.add_argument("--more", type=int, default=900, help="the 'steps' experiment's budget")
     parser.add_argument("--cases", default="box_x4,sinc_x4,sinc8_thick20_x4,gauss_x4,"
                                            "sinc2_y_x4,knee_x9_to3")
     parser.add_argument("--volumes", default=None, help="file names (default: the seen ones)")
+    parser.add_argument("--decay", type=float, default=0.99, help="the 'average' experiment's")
+    parser.add_argument("--as-is", dest="as_is", default=None, metavar="RESULTS.json",
+                        help="take 'as is' from this vae_ablation.py results file (same seed, "
+                             "steps and crop) instead of running it again")
     parser.add_argument("--data", default="../shared/data/mr")
     args = parser.parse_args()
+    stored = stored_gains(args.as_is) if args.as_is else {}
     folder = Path(args.data)
     names = (args.volumes.split(",") if args.volumes else
              sorted(p.name for p in bench.find_volumes(folder, None) if p.name not in HELD_OUT))
-    choose, resolve, adapt_function = (pipeline.choose_profiles, pipeline.super_resolve,
-                                       torch_run.adapt)
+    choose, resolve, adapt_function, configure = (pipeline.choose_profiles,
+                                                  pipeline.super_resolve, torch_run.adapt,
+                                                  torch_run.adapt_config)
     gains: dict[str, list[float]] = {"as is": [], args.experiment: []}
     print(f"| volume | case | as is | {args.experiment} | difference |\n|---|---|---|---|---|")
     for name in names:
@@ -92,8 +120,13 @@ def main() -> None:
         for case in [c for c in bench.CASES if c.name in args.cases.split(",")]:
             row = []
             for variant in ("as is", args.experiment):
+                if variant == "as is" and (name.split(".")[0], case.name) in stored:
+                    gain = stored[(name.split(".")[0], case.name)]
+                    gains[variant].append(gain)
+                    row.append(gain)
+                    continue
                 pipeline.choose_profiles, pipeline.super_resolve = choose, resolve
-                torch_run.adapt = adapt_function
+                torch_run.adapt, torch_run.adapt_config = adapt_function, configure
                 steps, extra = args.steps, {}
                 if variant == "header":
                     pipeline.choose_profiles = header_prior(choose)
@@ -103,6 +136,8 @@ def main() -> None:
                     pipeline.choose_profiles = best_only(choose)
                 elif variant == "views":
                     pipeline.super_resolve = flipped_views
+                elif variant == "average":
+                    torch_run.adapt_config = averaged_weights(configure, args.decay)
                 elif variant == "steps":
                     steps = args.more
                 elif variant == "oracle":

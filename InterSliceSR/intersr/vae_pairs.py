@@ -13,6 +13,7 @@ volume, batch about batch.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,10 +99,8 @@ def train_on_vae_pairs(model: torch.nn.Module, volume: np.ndarray,
     if not samplers or not checks:
         raise ValueError(f"{volume.shape[0]} slices are too few to make synthetic pairs at "
                          f"factor {factor:.3g}")
-    rest = AdaptConfig(steps=config.steps, batch=config.batch, lr=config.lr,
-                       eval_every=config.eval_every, patience=config.patience, seed=config.seed,
-                       seconds=None if config.seconds is None
-                       else max(config.seconds - vae_result.seconds, 1.0))
+    rest = dataclasses.replace(config, seconds=None if config.seconds is None
+                               else max(config.seconds - vae_result.seconds, 1.0))
     result = fit(model, samplers, checks, rest, device, progress)
     return VAEPairsResult(vae=vae_result, adaptation=result,
                           synthetic_shape=tuple(synthetic.shape))
