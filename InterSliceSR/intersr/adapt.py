@@ -27,8 +27,8 @@ from .results import AdaptResult  # noqa: F401 (torch-free, re-exported)
 
 HOLDOUT_EVERY = 8
 # Adaptation checks and keeps a moving average of the weights (about the last 100 steps), not
-# the last step's: batches of 8 planes make each step noisy (measured on seen volumes, 9 of 9
-# cases better, +0.01..+0.04 dB; docs/benchmarks.md "Levers").
+# the last step's: batches of 8 planes make each step noisy (measured on 9 seen-volume cases:
+# +0.015 dB median per case [-0.10, +0.04], within seed noise; docs/weight_average_seen.md).
 WEIGHT_AVERAGE = 0.99
 
 
