@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,8 @@ import SimpleITK as sitk
 from intersr import adapt, bench, infer, pipeline, torch_run
 from intersr.degrade import SliceProfile
 from intersr.resources import HELD_OUT
+
+from compare_weights import load  # scripts/ is on the path when run as a script
 
 
 def flipped_views(model, volume, positions, factor, blur, **kwargs):
@@ -85,10 +86,8 @@ def averaged_weights(adapt_config, decay: float):
 def stored_gains(path: str) -> dict[tuple[str, str], float]:
     """Gain over B-spline per (volume, case) of the self-supervised method in a
     scripts/vae_ablation.py results file (same seed, steps and crop as this run)."""
-    results = json.loads(Path(path).read_text())["results"]
-    return {(r["volume"], r["case"]): r["methods"]["self-supervised"]["psnr_fg"]
-            - r["methods"]["bspline"]["psnr_fg"] for r in results
-            if "self-supervised" in r["methods"]}
+    return {key: row["value"] - row["bspline"]
+            for key, row in load(f"{path}:self-supervised").items()}
 
 
 def main() -> None:
@@ -121,7 +120,7 @@ def main() -> None:
             row = []
             for variant in ("as is", args.experiment):
                 if variant == "as is" and (name.split(".")[0], case.name) in stored:
-                    gain = stored[(name.split(".")[0], case.name)]
+                    gain = stored[name.split(".")[0], case.name]
                     gains[variant].append(gain)
                     row.append(gain)
                     continue
