@@ -95,3 +95,28 @@ def test_the_pack_holds_exactly_the_volumes_the_folder_gives(tmp_path):
     assert from_folder[0][1] == from_pack[0][1]
     with np.load(only_pack / "mr.npz") as pack:
         assert [str(pack[k]) for k in pack.files if k.startswith("name")] == [SAMPLE.name]
+
+
+def _worker_signal_handlers() -> tuple:
+    import signal
+    return (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP),
+            signal.getsignal(signal.SIGINT))
+
+
+def test_batch_workers_do_not_inherit_the_cancel_handlers():
+    """The pool stops its workers with SIGTERM when a run ends: a worker that kept the
+    command's cancel handler raised `Cancelled` and printed a traceback each (seen on the GPU
+    machine, 14 workers); Ctrl-C belongs to the training process."""
+    import multiprocessing
+    import signal
+
+    from intersr.train import _worker_start
+
+    previous = signal.signal(signal.SIGTERM, cli._cancel_on)
+    try:
+        with multiprocessing.get_context("fork").Pool(1, initializer=_worker_start) as pool:
+            term, hup, interrupt = pool.apply(_worker_signal_handlers)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert term == signal.SIG_DFL and hup == signal.SIG_DFL
+    assert interrupt == signal.SIG_IGN

@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -234,7 +235,14 @@ def step_batches(step: int, seed: int, accumulate: int) -> list[PairBatch]:
 
 
 def _worker_start() -> None:
+    """A batch worker is a forked copy of the training process: it must not inherit the
+    command's cancel handlers (they raise `Cancelled`, and the pool stops its workers with
+    SIGTERM, so every finished run printed a traceback per worker), and Ctrl-C is the
+    training process's to handle, not each worker's."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager
