@@ -19,12 +19,11 @@ import traceback
 from pathlib import Path
 
 from . import __version__, options
-from .errors import Cancelled, InputError, InterSRError, ResourceError
+from .errors import CANCEL_SIGNALS, Cancelled, InputError, InterSRError, ResourceError
 from .progress import Progress
 from .resources import SAMPLE
 
 INTERNAL_ERROR = 1
-CANCEL_SIGNALS = ("SIGTERM", "SIGHUP")  # SIGINT arrives as KeyboardInterrupt
 
 
 class UsageError(InputError):

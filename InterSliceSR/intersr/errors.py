@@ -41,3 +41,8 @@ class Cancelled(InterSRError):
     """The run was interrupted (SIGINT/SIGTERM); temporary files were removed."""
 
     exit_code = 130
+
+
+# Signals the command turns into `Cancelled` (SIGINT arrives as KeyboardInterrupt); helper
+# processes reset them (intersr.train's batch workers).
+CANCEL_SIGNALS = ("SIGTERM", "SIGHUP")

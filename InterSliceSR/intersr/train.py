@@ -32,7 +32,7 @@ import torch
 
 from .backends import pick_device
 from .degrade import SHAPES
-from .errors import InputError, WeightsError
+from .errors import CANCEL_SIGNALS, InputError, WeightsError
 from .metrics import normaliser
 from .network import NetConfig, build_network
 from .pairs import PairBatch, PlanePairs
@@ -240,8 +240,8 @@ def _worker_start() -> None:
     SIGTERM, so every finished run printed a traceback per worker), and Ctrl-C is the
     training process's to handle, not each worker's."""
     torch.set_num_threads(1)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    for name in CANCEL_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
