@@ -127,6 +127,26 @@ def test_a_best_fit_at_the_edge_of_the_range_is_not_trusted(monkeypatch):
     assert "kept, as the header states no thickness" in messages.getvalue()
 
 
+def test_the_log_names_every_profile_adaptation_learns():
+    """Box slices: other shapes at other FWHMs fit the thick slices almost as well (the data
+    barely show a profile's shape, docs/benchmarks.md), so the run adapts to all of them and
+    its log says which and why; with the shape forced there is one and no such clause."""
+    thick = degrade(blobs(), 0, 4.0, 4.0, "box")
+    messages = io.StringIO()
+    profiles, how = choose_profiles(thick, (4.0, 1.0, 1.0), None, "auto", None,
+                                    Progress("none", log=messages))
+    assert how == "estimated" and len(profiles) > 1
+    assert {p.shape for p in profiles} >= {"box"}
+    log = messages.getvalue()
+    assert all(p.describe() in log for p in profiles) and "almost as well" in log
+    messages = io.StringIO()
+    profiles, how = choose_profiles(thick, (4.0, 1.0, 1.0), None, "box", None,
+                                    Progress("none", log=messages))
+    assert how == "estimated" and len(profiles) == 1 and profiles[0].shape == "box"
+    assert profiles[0].fwhm == pytest.approx(4.0, rel=0.15)
+    assert "almost as well" not in messages.getvalue()
+
+
 def test_estimator_refuses_too_few_slices():
     with pytest.raises(ValueError, match="too few"):
         estimate_profile(np.ones((4, 32, 32), np.float32), (4.0, 1.0, 1.0))

@@ -215,7 +215,14 @@ def choose_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float]
         progress.update("profile", 1, 1)
         return [SliceProfile(shapes[0] if len(shapes) == 1 else "gauss", fallback)], "fallback"
     progress.update("profile", 1, 1)
-    progress.log(f"intersr: estimated slice profile {estimate.profile.describe()} "
-                 f"(FWHM/spacing {estimate.ratio:.2f}); adapting to: "
-                 + "; ".join(p.describe() for p in estimate.plausible))
+    others = [p.describe() for p in estimate.plausible if p != estimate.profile]
+    text = (f"intersr: estimated slice profile {estimate.profile.describe()} "
+            f"(FWHM/spacing {estimate.ratio:.2f})")
+    if others:
+        # measured (scripts/profile_identifiability.py): another shape at another FWHM makes
+        # nearly the same thick slices, so naming one shape would claim more than the data say
+        text += (f"; {' and '.join(others)} fit{'s' if len(others) == 1 else ''} the slices "
+                 "almost as well (thick slices barely show the profile's shape), so adaptation "
+                 "learns " + ("both" if len(others) == 1 else "all of them"))
+    progress.log(text)
     return estimate.plausible or [estimate.profile], "estimated"
