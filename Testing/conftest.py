@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parent.parent
-from intersr.resources import SAMPLE  # noqa: E402  (the package's own sample file)
+from intersr.resources import SAMPLE
 
 
 def sample_crop(size=(48, 48, 14), start=(40, 40, 24)) -> sitk.Image:

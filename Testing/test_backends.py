@@ -13,11 +13,11 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import ROOT, sample_crop
-from intersr import backends
+from intersr.networks import backends
 from intersr.errors import InputError, WeightsError
-from intersr.infer import super_resolve
+from intersr.networks.infer import super_resolve
 from intersr.resources import models_dir, shipped_onnx
-from intersr.volume import to_volume
+from intersr.volumes.read import to_volume
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "InterSliceSR")}
 
@@ -29,7 +29,7 @@ WITHOUT_TORCH = textwrap.dedent("""
             if name == "torch" or name.startswith("torch."):
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
     sys.meta_path.insert(0, _Absent())
-    from intersr import cli
+    from intersr.cli import app as cli
     code = cli.main(sys.argv[1:])
     assert "torch" not in sys.modules, "torch was imported"
     sys.exit(code)
@@ -43,7 +43,7 @@ def psnr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 def test_onnxruntime_and_torch_agree_on_the_shipped_network():
-    from intersr.weights import load_pretrained
+    from intersr.networks.weights import load_pretrained
     volume = to_volume(sample_crop((40, 36, 12), (40, 40, 24))).array
     volume = volume / np.percentile(volume, 99.5)
     positions = (np.arange(36) + 0.5) / 3.0 - 0.5  # x3
@@ -109,7 +109,7 @@ def test_no_adapt_runs_on_onnxruntime_alone_without_torch(tmp_path):
 
 
 def test_adapted_network_runs_on_onnxruntime(tmp_path):
-    from intersr import cli
+    from intersr.cli import app as cli
     source = tmp_path / "in.nrrd"
     sitk.WriteImage(sample_crop((32, 32, 10)), str(source))
     assert cli.main(["run", str(source), str(tmp_path / "o.nrrd"), "--backend", "onnxruntime",
@@ -121,7 +121,7 @@ def test_adapted_network_runs_on_onnxruntime(tmp_path):
 
 def test_bench_backends_times_both_backends_on_the_same_volume(tmp_path):
     """`intersr bench --backends` (small size): both timings, their ratio and agreement."""
-    from intersr.bench_backends import main
+    from intersr.bench.backends import main
     args = type("Args", (), {"data": str(tmp_path / "no-data"), "sizes": "40,36,8",
                              "out": str(tmp_path / "out")})()
     assert main(args) == 0

@@ -6,7 +6,7 @@ import json
 import SimpleITK as sitk
 
 from conftest import sample_crop
-from intersr import cli
+from intersr.cli import app as cli
 
 
 def test_bench_scores_all_methods_and_writes_reports(tmp_path):

@@ -15,7 +15,8 @@ import SimpleITK as sitk
 import torch
 
 from conftest import ROOT, sample_crop
-from intersr import cli, protocol
+from intersr.cli import app as cli
+from intersr import protocol
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "InterSliceSR")}
 

@@ -14,11 +14,14 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import ROOT, oblique_direction, sample_crop
-from intersr import cli, grid, options, protocol
-from intersr.bench import expected_grid
+from intersr.cli import app as cli
+from intersr.volumes import grid
+from intersr import options
+from intersr import protocol
+from intersr.bench.real import expected_grid
 from intersr.errors import InputError
 from intersr.resources import SAMPLE, models_dir
-from intersr.volume import geometry_of, output_geometry
+from intersr.volumes.geometry import geometry_of, output_geometry
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "InterSliceSR")}
 
@@ -161,14 +164,14 @@ def test_progress_refuses_stages_outside_the_schema():
 
 # ------------------------------------------------------------------------------ torch-free
 def test_help_info_and_slicer_lib_import_no_torch():
-    help_ = run_without_torch("from intersr import cli; cli.main(['--help'])")
+    help_ = run_without_torch("from intersr.cli import app as cli; cli.main(['--help'])")
     assert help_.returncode == 0 and "torch was imported" not in help_.stderr, help_.stderr
     assert "info" in help_.stdout and "train" in help_.stdout
-    run_help = run_without_torch("from intersr import cli\ntry: cli.main(['run', '--help'])\n"
+    run_help = run_without_torch("from intersr.cli import app as cli\ntry: cli.main(['run', '--help'])\n"
                                  "except SystemExit: pass")
     assert run_help.returncode == 0, run_help.stderr
     assert "--backend" in run_help.stdout and "--profile" in run_help.stdout
-    info = run_without_torch("import sys; from intersr import cli; cli.main(['info', '--json'])")
+    info = run_without_torch("import sys; from intersr.cli import app as cli; cli.main(['info', '--json'])")
     assert info.returncode == 0, info.stderr
     report = json.loads(info.stdout)
     assert report["torch"]["installed"]  # installed, asked in a subprocess, never imported here

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from intersr.degrade import FWHM_TO_SIGMA, degrade, profile_matrix, slab_count
+from intersr.acquisition.degrade import FWHM_TO_SIGMA, degrade, profile_matrix, slab_count
 
 
 @pytest.mark.parametrize("factor,fwhm", [(2.0, 2.0), (2.5, 2.5), (4.0, 4.0), (5.0, 4.0), (6.6, 6.6)])

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from conftest import sample_crop
-from intersr.adapt import AdaptConfig, adapt
+from intersr.methods.self_supervised import AdaptConfig, adapt
 from intersr.errors import WeightsError
-from intersr.infer import super_resolve
-from intersr.network import NetConfig, build_network
-from intersr.volume import to_volume
-from intersr.weights import load_pretrained, models_dir, save_weights
+from intersr.networks.infer import super_resolve
+from intersr.networks.network import NetConfig, build_network
+from intersr.volumes.read import to_volume
+from intersr.networks.weights import load_pretrained, models_dir, save_weights
 
 
 @pytest.mark.parametrize("design", ["inr", "cnn"])

@@ -444,7 +444,7 @@ def _(d):
 @fault("weights", "weights file altered", 4, "is altered or corrupted", setup=_models)
 def _(d):
     import shutil
-    from intersr.weights import MANIFEST, models_dir
+    from intersr.networks.weights import MANIFEST, models_dir
     shutil.copytree(models_dir(), d / "models")
     manifest = json.loads((d / "models" / MANIFEST).read_text())
     weights = d / "models" / manifest["weights"][0]["file"]
@@ -485,7 +485,7 @@ def _(d): return args(tiny(d), out_dir(d) / "o.nrrd")
 
 
 def _memory_error(monkeypatch, d):
-    from intersr import pipeline
+    from intersr.runners import pipeline
 
     def explode(*a, **k):
         raise MemoryError()
@@ -500,7 +500,7 @@ def _(d): return args(tiny(d), out_dir(d) / "o.nrrd")
 def _file_size_limit(monkeypatch, d):
     """A full disk, as the writer sees it: writes beyond 2 kB fail (RLIMIT_FSIZE), the
     SIGXFSZ that would kill the process is ignored; both restored after the case."""
-    from intersr import volume
+    from intersr.volumes import write as volume
 
     limits = resource.getrlimit(resource.RLIMIT_FSIZE)
     real = volume.sitk.WriteImage
@@ -524,7 +524,7 @@ def _file_size_limit(monkeypatch, d):
 def _probe_full(monkeypatch, d):
     """The probe that names a full disk sees the same limit."""
     _file_size_limit(monkeypatch, d)
-    from intersr import volume
+    from intersr.volumes import write as volume
     real = volume.disk_full_reason
 
     def probe(folder, needed):
@@ -573,7 +573,7 @@ fault("signals", "SIGHUP during infer", 130, "cancelled by signal SIGHUP",
 
 
 def _signal_inside_writer(monkeypatch, d):
-    from intersr import volume
+    from intersr.volumes import write as volume
     real = sitk.WriteImage
 
     def write_then_signal(*a, **k):
@@ -595,7 +595,7 @@ def _(d): return args(tiny(d), out_dir(d) / "o.nrrd")
 
 # -- bugs: an unexpected exception is reported, never a bare traceback
 def _bug(monkeypatch, d):
-    from intersr import pipeline
+    from intersr.runners import pipeline
 
     def broken(*a, **k):
         raise ZeroDivisionError("simulated bug")
@@ -627,7 +627,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def run_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
-    from intersr import cli
+    from intersr.cli import app as cli
     code = cli.main(["run", *argv, "--progress", "jsonl"])
     out, err = capsys.readouterr()
     return code, out, err
@@ -827,7 +827,7 @@ def test_odd_but_valid_input_is_processed(case, tmp_path, capsys):
 
 # ------------------------------------------------------------------------ intensity invariance
 def _run_array(folder: Path, array: np.ndarray, name: str) -> np.ndarray:
-    from intersr import cli
+    from intersr.cli import app as cli
     path = tiny(folder, name + ".nrrd", array=array)
     target = folder / (name + "_out.nrrd")
     assert cli.main(["run", str(path), str(target), "--no-adapt", "--progress", "none"]) == 0
@@ -852,7 +852,7 @@ def test_intensity_offset_and_scale_do_not_change_the_result(tmp_path):
 def test_normaliser_is_offset_and_scale_invariant():
     """metrics.normaliser maps the 0.5th/99.5th percentiles to 0/1: any a*x + b (a > 0)
     normalises to the same volume."""
-    from intersr.metrics import normaliser
+    from intersr.acquisition.metrics import normaliser
     base = tiny_array(np.float64)
     ref = normaliser(base).apply(base)
     for a, b in ((1.0, 65280.0), (1000.0, 0.0), (0.001, -5.0), (3.0, 1e6)):
@@ -862,7 +862,7 @@ def test_normaliser_is_offset_and_scale_invariant():
 
 def test_label_map_check_counts_every_voxel():
     """Issue 8 item 9: the check sampled every n-th voxel and miscounted distinct values."""
-    from intersr.volume import distinct_values
+    from intersr.volumes.read import distinct_values
     values = (np.arange(4_200_000) % 100).astype(np.int32)  # a stride of 2 sees only 50
     assert distinct_values(values, limit=65) == 65
     assert distinct_values(values.astype(np.uint16), limit=1000) == 100
@@ -880,7 +880,7 @@ def test_debug_shows_the_traceback_of_an_internal_error(tmp_path, capsys, monkey
     work = tmp_path / "work"
     work.mkdir()
     _bug(monkeypatch, work)
-    from intersr import cli
+    from intersr.cli import app as cli
     code = cli.main(["run", *args(tiny(work), out_dir(work) / "o.nrrd"), "--debug"])
     err = capsys.readouterr().err
     assert code == 1
@@ -891,7 +891,7 @@ def test_debug_shows_the_traceback_of_an_internal_error(tmp_path, capsys, monkey
 def test_progress_reader_gone(tmp_path, capsys, monkeypatch):
     """The reader of `--progress jsonl` went away (stdout is a broken pipe): cancelled, exit
     130, the message on stderr, no traceback, nothing left behind."""
-    from intersr import cli
+    from intersr.cli import app as cli
 
     class Closed:
         def write(self, text):
@@ -988,7 +988,7 @@ def test_crafted_pickle_is_never_unpickled(tmp_path, capsys):
     """Issue 8 item 1: `train --init` / `--resume` loaded with weights_only=False, so a crafted
     file ran code. Now: refused with exit 4, and the payload never runs."""
     import torch
-    from intersr import cli
+    from intersr.cli import app as cli
     marker = tmp_path / "PWNED"
 
     class Payload:
@@ -1018,7 +1018,7 @@ def test_train_refuses_a_bad_training_option_before_loading_anything(tmp_path, c
     """`train mr --blur-jitter` is a spread, `--accumulate` at least 1, `--workers` at least 0,
     `--device` one of auto, cpu, cuda: anything else is refused by the argument parser (exit 2,
     a message naming the option), no output written."""
-    from intersr import cli
+    from intersr.cli import app as cli
     (tmp_path / "data" / "mr").mkdir(parents=True)
     (tmp_path / "data" / "mr" / "scan.nii.gz").write_bytes(SAMPLE.read_bytes())
     argv = ["train", "mr", "--data", str(tmp_path / "data"), "--steps", "1", "--batch", "1",
@@ -1037,7 +1037,7 @@ def test_train_refuses_a_bad_training_option_before_loading_anything(tmp_path, c
 def test_train_pack_without_volumes_says_so_and_writes_nothing(tmp_path, capsys):
     """`train pack` of an empty training folder: exit 2, a message naming the folder and what
     to run, no pack (and no partial pack) written."""
-    from intersr import cli
+    from intersr.cli import app as cli
     (tmp_path / "data" / "mr").mkdir(parents=True)
     assert cli.main(["train", "pack", "--data", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
@@ -1050,7 +1050,7 @@ def test_train_refuses_a_corrupt_or_foreign_pack(tmp_path, capsys, content):
     """A `mr.npz` that is not a zip, or a zip of other arrays (no names or spacings): exit 2,
     a message that names the pack and says to write it again; the pack is left as it was and
     nothing is written."""
-    from intersr import cli
+    from intersr.cli import app as cli
     (tmp_path / "data").mkdir()
     pack = tmp_path / "data" / "mr.npz"
     if content is None:
@@ -1073,7 +1073,7 @@ def test_train_on_cuda_without_a_gpu_says_so_before_loading_anything(tmp_path, c
     as `intersr run` gives (exit 3, one device rule), before the volumes are read, nothing
     written."""
     import torch
-    from intersr import cli
+    from intersr.cli import app as cli
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
     (tmp_path / "data" / "mr").mkdir(parents=True)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from intersr.adapt import at_target_resolution, inplane_samplers
-from intersr.degrade import SliceProfile, degrade, profile_matrix, profile_values
-from intersr.infer import super_resolve
-from intersr.metrics import data_consistency_db, normaliser, psnr, quality, ssim_map
-from intersr.pairs import fine_positions
-from intersr import profile as profile_module
-from intersr.profile import choose_profiles, estimate_profile
+from intersr.methods.self_supervised import at_target_resolution, inplane_samplers
+from intersr.acquisition.degrade import SliceProfile, degrade, profile_matrix, profile_values
+from intersr.networks.infer import super_resolve
+from intersr.acquisition.metrics import data_consistency_db, normaliser, psnr, quality, ssim_map
+from intersr.acquisition.pairs import fine_positions
+from intersr.acquisition import profile as profile_module
+from intersr.acquisition.profile import choose_profiles, estimate_profile
 from intersr.progress import Progress
-from intersr.weights import load_pretrained
+from intersr.networks.weights import load_pretrained
 
 
 # ---------------------------------------------------------------- the profile family

@@ -36,14 +36,16 @@ from InterSliceSRLib import geometry, progress  # noqa: E402
 from InterSliceSRLib.engine_process import build_engine_args  # noqa: E402
 from InterSliceSRLib.logic import InterSliceSRLogicCore, RunError, RunParameters  # noqa: E402
 
-from intersr import memory, options, protocol  # noqa: E402
+from intersr.runners import memory  # noqa: E402
+from intersr import options
+from intersr import protocol
 from intersr.errors import InputError  # noqa: E402
 from intersr.resources import SAMPLE  # noqa: E402
 TOL_MM = 1e-4
-TORCH_FREE_CORE = {"intersr.options", "intersr.grid", "intersr.memory", "intersr.protocol",
-                   "intersr.errors", "intersr.resources", "intersr.filecheck"}
-# Engine files that stay in the pip package but are not shipped in the Slicer extension.
-TOOLING = {"bench.py", "bench_backends.py", "train.py"}
+TORCH_FREE_CORE = {"intersr.options", "intersr.volumes.grid", "intersr.runners.memory", "intersr.protocol",
+                   "intersr.errors", "intersr.resources", "intersr.volumes.filecheck"}
+# Engine subpackages that stay in the pip package but are not shipped in the Slicer extension.
+TOOLING = {"bench", "training"}
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -376,7 +378,7 @@ def test_grid_and_memory_estimate():
 def test_gui_memory_estimate_is_the_engines_refusal_threshold():
     """The number the module shows is the one the engine enforces (one function)."""
     from intersr.errors import ResourceError
-    from intersr.grid import plan
+    from intersr.volumes.grid import plan
 
     info = geometry.describe_grid((256, 256, 40), (0.9, 0.9, 5.0))
     needed = info.estimated_memory_bytes
@@ -432,10 +434,10 @@ def test_lib_is_qt_free():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module.split(".")[0]]
             assert not set(names) & {"qt", "ctk", "PythonQt", "slicer_qt", "torch"}, (path, names)
-            if isinstance(node, ast.ImportFrom) and names == ["intersr"]:
+            if isinstance(node, ast.ImportFrom) and names == ["intersr"]:  # module or name in it
                 # only the engine's torch-free core may be imported into Slicer
-                modules = {node.module} if node.module != "intersr" else \
-                    {f"intersr.{a.name}" for a in node.names}
+                modules = {node.module} if node.module in TORCH_FREE_CORE else \
+                    {f"{node.module}.{a.name}" for a in node.names}
                 assert modules <= TORCH_FREE_CORE, (path, node.module)
 
 
@@ -470,9 +472,11 @@ def test_module_ui_and_parameter_node_agree():
 def test_cmake_lists_every_module_file():
     text = (MODULE_DIR / "CMakeLists.txt").read_text()
     for package in ("InterSliceSRLib", "intersr"):
-        for path in sorted((MODULE_DIR / package).glob("*.py")):
-            listed = f"  {package}/{path.name}\n" in text
-            assert listed == (path.name not in TOOLING or package != "intersr"), path.name
+        for path in sorted((MODULE_DIR / package).rglob("*.py")):
+            name = path.relative_to(MODULE_DIR).as_posix()
+            listed = f"  {name}\n" in text
+            tooling = package == "intersr" and path.parent.name in TOOLING
+            assert listed == (not tooling), name
     for item in ("${MODULE_NAME}.py", "Resources/UI/${MODULE_NAME}.ui", "Resources/Icons/${MODULE_NAME}.png",
                  "Resources/requirements.txt", "WITH_GENERIC_TESTS", "slicer_add_python_unittest",
                  "intersr/data/models/", "intersr/data/sample/"):

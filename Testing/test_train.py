@@ -7,7 +7,7 @@ import shutil
 import torch
 
 from conftest import SAMPLE
-from intersr import cli
+from intersr.cli import app as cli
 
 
 def test_mr_stage_trains_checkpoints_and_resumes(tmp_path):
@@ -33,7 +33,7 @@ def test_blur_jitter_changes_only_the_thickness_the_network_is_told():
     """--blur-jitter: the same pairs, but the blur input is the truth times a log-normal
     factor (a noisy hint, as the run-time estimate is); 0 tells the truth."""
     import numpy as np
-    from intersr.train import mr_batch
+    from intersr.training.data import mr_batch
 
     rng = np.random.default_rng(5)
     volume = rng.normal(size=(40, 40, 40)).astype(np.float32)
@@ -78,7 +78,7 @@ def test_the_pack_holds_exactly_the_volumes_the_folder_gives(tmp_path):
     are never packed."""
     import numpy as np
     from intersr.resources import HELD_OUT
-    from intersr.train import load_mr
+    from intersr.training.data import load_mr
 
     folder = tmp_path / "data" / "mr"
     folder.mkdir(parents=True)
@@ -110,7 +110,7 @@ def test_batch_workers_do_not_inherit_the_cancel_handlers():
     import multiprocessing
     import signal
 
-    from intersr.train import _worker_start
+    from intersr.training.fit import _worker_start
 
     previous = signal.signal(signal.SIGTERM, cli._cancel_on)
     try:

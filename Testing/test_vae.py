@@ -14,10 +14,11 @@ import torch
 
 from conftest import sample_crop
 from test_cli import ENV, assert_sigterm_at_stage_leaves_nothing
-from intersr.degrade import SliceProfile, degrade
-from intersr.vae import VAEConfig, synthesise, train_vae
-from intersr.vae_pairs import synthetic_samplers
-from intersr.volume import output_positions, output_slice_count, to_volume
+from intersr.acquisition.degrade import SliceProfile, degrade
+from intersr.methods.vae import VAEConfig, synthesise, train_vae
+from intersr.methods.vae_pairs import synthetic_samplers
+from intersr.volumes.grid import output_positions, output_slice_count
+from intersr.volumes.read import to_volume
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,10 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import oblique_direction, sample_crop
-from intersr import cli
-from intersr.volume import (geometry_of, output_geometry, output_positions, thick_slice_geometry,
-                            to_image, to_volume)
+from intersr.cli import app as cli
+from intersr.volumes.geometry import geometry_of, output_geometry, thick_slice_geometry, to_image
+from intersr.volumes.grid import output_positions
+from intersr.volumes.read import to_volume
 
 
 def anisotropic(slice_axis: int, direction=None, spacing_slice=3.0) -> sitk.Image:

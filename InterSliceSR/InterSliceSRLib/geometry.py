@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from intersr import grid as grid_rule
-from intersr import memory
+from intersr.volumes import grid as grid_rule
+from intersr.runners import memory
 
 _AXIS_NAMES = ("I", "J", "K")
 _PLANE_BY_RAS_AXIS = ("sagittal", "coronal", "axial")

@@ -24,8 +24,9 @@ import threading
 import time
 from dataclasses import asdict, field, make_dataclass
 
-from intersr import options, protocol
-from intersr.filecheck import disk_full_reason
+from intersr import options
+from intersr import protocol
+from intersr.volumes.filecheck import disk_full_reason
 
 from .engine_process import EngineProcess, build_engine_args
 from .progress import ProgressState

@@ -17,7 +17,7 @@ from .errors import InputError
 DEVICES = ("auto", "cuda", "cpu")
 BACKENDS = ("auto", "torch", "onnxruntime")
 PROFILES = ("auto", "gauss", "box", "sinc")
-METHODS = ("self-supervised", "vae-pairs", "vae-combined")
+METHODS = ("self-supervised", "vae-pairs", "vae-combined")  # each registered in methods/__init__.py
 # The Slicer module offers the two methods of the papers; the combination measured no better
 # than self-supervised (docs/vae.md) and stays a command-line option for the ablation.
 GUI_METHODS = ("self-supervised", "vae-pairs")

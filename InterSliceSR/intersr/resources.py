@@ -82,9 +82,9 @@ def shipped_onnx(folder: Path | None = None) -> tuple[Path, str, dict]:
     onnx = entry.get("onnx")
     if not onnx:
         raise WeightsError(f"{folder / MANIFEST} lists no ONNX export of {entry['file']}; "
-                           "re-export it (python -m intersr.export) or use the torch backend")
+                           "re-export it (python -m intersr.networks.weights) or use the torch backend")
     if onnx.get("source_sha256") != entry["sha256"]:
         raise WeightsError(f"the ONNX export {onnx['file']} was made from other weights than "
                            f"{entry['file']} (sha256 {entry['sha256'][:12]}...); re-export it "
-                           "(python -m intersr.export)")
+                           "(python -m intersr.networks.weights)")
     return verified(folder, onnx["file"], onnx["sha256"]), entry["sha256"], entry

@@ -1,0 +1,1 @@
+"""The acquisition model: slice profiles, the one degradation model, training pairs, metrics."""

@@ -1,0 +1,1 @@
+"""Benchmarks (`intersr bench`): quality against interpolation, speed, backends, real scans."""

@@ -1,0 +1,88 @@
+"""The torch part of a run: device, initial network, the chosen method, its inference backend.
+
+Imported only when a run uses torch (adaptation, or `--backend torch`): the rest of the
+pipeline is torch-free so that `--no-adapt` runs on ONNX Runtime alone.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import ResourceError
+from ..networks.backends import Backend, OrtBackend, TorchBackend, pick_device
+from ..networks.network import NetConfig, build_network
+from ..networks.weights import load_pretrained
+from ..options import ADAPT_BATCH, RunOptions, adapts, budget_for
+from ..progress import Progress
+from . import METHODS
+from .results import AdaptResult
+from .self_supervised import AdaptConfig
+
+
+def initial_model(options: RunOptions, log: Callable[[str], None]) -> tuple[torch.nn.Module, str]:
+    """The shipped (or given) pretrained network; `--weights none` starts from scratch."""
+    pretrained = load_pretrained(options.weights)
+    if pretrained is None:
+        log("intersr: --weights none: starting from scratch (results need a longer adaptation)")
+        torch.manual_seed(options.seed)
+        return build_network(NetConfig(design=options.design)), ""
+    return pretrained.model, pretrained.sha256
+
+
+def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
+    budget = budget_for(options, device.type)
+    return AdaptConfig(steps=budget.steps, seconds=budget.seconds,
+                       batch=ADAPT_BATCH[device.type], seed=options.seed)
+
+
+def adapted_backend(options: RunOptions, normalised: np.ndarray,
+                    spacing3: tuple[float, float, float], thickness: float, factor: float,
+                    use_ort: bool, progress: Progress, workdir: str | None = None,
+                    ort_on_cpu: bool = False, profiles: list | None = None,
+                    target_spacing: float | None = None
+                    ) -> tuple[Backend, AdaptResult, str, dict[str, str]]:
+    """Adapt (unless the options say not to) and return the backend that runs the result.
+
+    Returns (backend, adaptation, weights sha256, extra provenance by short key).
+    use_ort: export the (adapted) network to ONNX and run it with ONNX Runtime;
+    ort_on_cpu: do so when the run is on the CPU (--backend auto).
+    profiles: the slice profile(s) adaptation learns (profile.py); default a Gaussian of
+    `thickness`. target_spacing: the requested output spacing (pairs at its resolution).
+    """
+    device = pick_device(options.device)
+    torch.manual_seed(options.seed)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model, sha = initial_model(options, progress.log)
+    result = AdaptResult()
+    extra: dict[str, str] = {}
+    if adapts(options):
+        method = importlib.import_module(f".{METHODS[options.method][0]}", __package__)
+        result, extra = method.fit_method(model, normalised, spacing3, profiles or thickness, factor,
+                                          adapt_config(options, device), device, progress,
+                                          target_spacing=target_spacing,
+                                          method=options.method)
+    if not (use_ort or (ort_on_cpu and device.type == "cpu")):
+        return TorchBackend(model, device), result, sha, extra
+    from ..networks.export import export_onnx
+    progress.update("export", 0, 1)
+    folder = workdir or tempfile.mkdtemp(prefix="intersr-onnx-")
+    try:
+        path = export_onnx(model, Path(folder) / "adapted.onnx")
+    except OSError as exc:  # e.g. no space for the export: torch can still run the network
+        if use_ort:
+            raise ResourceError(f"could not write the ONNX export of the adapted network in "
+                                f"{folder}: {exc.strerror or exc}") from None
+        progress.log(f"intersr: could not export to ONNX ({exc.strerror or exc}); "
+                     "inference with torch")
+        return TorchBackend(model, device), result, sha, extra
+    config = getattr(model, "config", NetConfig())
+    backend = OrtBackend(path, device.type, channels=config.channels, hidden=config.hidden)
+    progress.update("export", 1, 1)
+    return backend, result, sha, extra

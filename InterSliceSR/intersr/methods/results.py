@@ -1,0 +1,34 @@
+"""What a run produces (torch-free): adaptation summary and the run's result."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..volumes.geometry import Geometry
+
+
+@dataclass
+class AdaptResult:
+    steps: int = 0
+    seconds: float = 0.0
+    initial_loss: float = float("nan")  # held-out L1 before any step
+    final_loss: float = float("nan")  # best held-out L1 (the kept weights)
+    stopped_early: bool = False
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # step, train, held-out
+
+
+@dataclass
+class RunResult:
+    array: np.ndarray  # canonical output, input intensity units
+    geometry: Geometry
+    factor: float
+    thickness: float
+    adaptation: AdaptResult
+    data_consistency_db: float
+    weights_sha256: str
+    seconds: float
+    backend: str = ""  # what ran the network, e.g. "onnxruntime 1.31.1 on cpu"
+    provenance: dict[str, str] = field(default_factory=dict)
+    profile: Any = None  # the slice profile used (degrade.SliceProfile)

@@ -1,0 +1,189 @@
+"""Inference backends behind one small interface: run the network on a batch of planes.
+
+`TorchBackend` runs the torch module (CPU or CUDA, fp16 autocast on CUDA); `OrtBackend` runs
+the ONNX export with ONNX Runtime (CUDA execution provider when there is one, CPU otherwise).
+This module imports neither at import time: a machine without torch can still use ORT.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, ResourceError
+
+# Activation budget per chunk of planes. On the CPU a larger chunk is no faster (measured:
+# 128 MiB and 768 MiB chunks take the same time) but costs its memory: see memory.py.
+CPU_CHUNK_BYTES = 128 * 2**20
+CUDA_CHUNK_BYTES = 4 * 2**30
+
+
+def installed(name: str) -> bool:
+    """True when `name` can be imported (checked without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class Backend:
+    """Run the network on planes: (B, n, W) thick slices -> (B, m, W) at `positions`."""
+
+    name = "?"
+    device = "cpu"
+    chunk_bytes = CPU_CHUNK_BYTES
+    channels = 32
+    hidden = 64
+
+    def run_planes(self, planes: np.ndarray, positions: np.ndarray, factor: float,
+                   blur: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def out_of_memory(self, exc: BaseException) -> bool:
+        """True when `exc` means the device ran out of memory (retry with smaller chunks)."""
+        return False
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}"
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model: Any, device: Any):
+        import torch
+        self.torch = torch
+        self.device_obj = torch.device(device) if isinstance(device, str) else device
+        self.device = self.device_obj.type
+        self.model = model.to(self.device_obj).eval()
+        config = getattr(model, "config", None)
+        self.channels = getattr(config, "channels", 32)
+        self.hidden = getattr(config, "hidden", 64)
+        self.chunk_bytes = CUDA_CHUNK_BYTES if self.device == "cuda" else CPU_CHUNK_BYTES
+        self._positions: tuple[int, Any] | None = None
+
+    def run_planes(self, planes, positions, factor, blur):
+        torch = self.torch
+        if self._positions is None or self._positions[0] != id(positions):
+            pos = torch.as_tensor(positions, dtype=torch.float32, device=self.device_obj)
+            self._positions = (id(positions), pos)
+        pos = self._positions[1]
+        x = torch.from_numpy(np.ascontiguousarray(planes, np.float32)).unsqueeze(1)
+        x = x.to(self.device_obj)
+        with torch.inference_mode():
+            if self.device == "cuda":
+                with torch.autocast("cuda", dtype=torch.float16):
+                    y = self.model(x, pos, factor, blur)
+            else:
+                y = self.model(x, pos, factor, blur)
+        return y.squeeze(1).float().cpu().numpy()
+
+    def out_of_memory(self, exc):
+        if isinstance(exc, self.torch.cuda.OutOfMemoryError):
+            self.torch.cuda.empty_cache()
+            return True
+        return False
+
+
+def pick_device(name: str):
+    """The PyTorch device for `--device` (auto: CUDA when PyTorch sees a GPU), for runs and
+    training alike; here, not in methods.dispatch, so training needs no SimpleITK."""
+    import torch
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ResourceError("--device cuda was requested but no CUDA GPU is available to "
+                            f"PyTorch {torch.__version__}; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def ort_providers(device: str) -> list[str]:
+    """Execution providers for `device` (auto: CUDA when this onnxruntime build has it)."""
+    import onnxruntime
+    available = onnxruntime.get_available_providers()
+    if device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise ResourceError("--device cuda was requested but this ONNX Runtime has no CUDA "
+                            "execution provider (install onnxruntime-gpu instead of "
+                            "onnxruntime, never both); use --device cpu or auto")
+    if device in ("cuda", "auto") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class OrtBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, model_path: str | Path, device: str = "auto", threads: int = 0,
+                 channels: int = 32, hidden: int = 64):
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        # the default memory arena stays (faster); its size is bounded by the chunk budget
+        self.session = onnxruntime.InferenceSession(str(model_path), options,
+                                                    providers=ort_providers(device))
+        self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
+        self.chunk_bytes = CUDA_CHUNK_BYTES if self.device == "cuda" else CPU_CHUNK_BYTES
+        self.channels, self.hidden = channels, hidden
+        self.version = onnxruntime.__version__
+
+    def run_planes(self, planes, positions, factor, blur):
+        feeds = {"lr": np.ascontiguousarray(planes, np.float32)[:, None],
+                 "positions": np.asarray(positions, np.float32),
+                 "factor": np.asarray(factor, np.float32),
+                 "blur": np.asarray(blur, np.float32)}
+        return self.session.run(None, feeds)[0][:, 0]
+
+    def out_of_memory(self, exc):
+        return self.device == "cuda" and "out of memory" in str(exc).lower()
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which backend a run uses and why (the reason goes into the log)."""
+
+    backend: str  # "torch" or "onnxruntime"
+    adapt_with_torch: bool
+    reason: str
+    ort_on_cpu: bool = False  # auto: adapt with torch, then infer with ORT when on the CPU
+
+
+def choose(requested: str, adapting: bool, torch_ok: bool | None = None,
+           ort_ok: bool | None = None) -> Choice:
+    """The backend for a run, or an InputError that says what to install or change.
+
+    auto: torch for adaptation when it is installed, and on the CPU the (adapted) network is
+    exported and run with ONNX Runtime when that is installed too (several times faster there,
+    export ~3 s: docs/benchmarks.md "Backends"); on CUDA torch runs it (ORT's CUDA execution
+    provider was not measured). Without torch, ONNX Runtime alone, only without adaptation.
+    """
+    torch_ok = installed("torch") if torch_ok is None else torch_ok
+    ort_ok = installed("onnxruntime") if ort_ok is None else ort_ok
+    if adapting and not torch_ok:
+        raise InputError("adaptation (fine-tuning) needs PyTorch, which is not installed: "
+                         "give --no-adapt to run the shipped network with ONNX Runtime, or "
+                         "install torch (pip install 'intersr[torch]')")
+    if requested == "torch" and not torch_ok:
+        raise InputError("--backend torch: PyTorch is not installed (pip install "
+                         "'intersr[torch]'), or use --backend onnxruntime --no-adapt")
+    if requested == "onnxruntime" and not ort_ok:
+        raise InputError("--backend onnxruntime: onnxruntime is not installed (pip install "
+                         "onnxruntime, or onnxruntime-gpu for CUDA)")
+    if requested == "auto" and not (torch_ok or ort_ok):
+        raise InputError("no inference backend: install torch (pip install 'intersr[torch]') "
+                         "or onnxruntime (pip install onnxruntime)")
+    if requested == "onnxruntime":
+        return Choice("onnxruntime", adapting, "requested with --backend onnxruntime"
+                      + (" (the adapted network is exported to ONNX)" if adapting else ""))
+    if requested == "torch":
+        return Choice("torch", adapting, "requested with --backend torch")
+    if torch_ok:
+        return Choice("torch", adapting, "auto: PyTorch for adaptation"
+                      + (", ONNX Runtime for inference on the CPU" if ort_ok else ""),
+                      ort_on_cpu=ort_ok)
+    return Choice("onnxruntime", False, "auto: PyTorch is not installed, ONNX Runtime runs the "
+                  "shipped network without fine-tuning")

@@ -1,0 +1,1 @@
+"""Runners: the single-volume pipeline, the progress protocol, memory planning, results."""

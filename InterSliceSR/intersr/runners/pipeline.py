@@ -1,0 +1,209 @@
+"""`intersr run` as a function: read, check, adapt, super-resolve, verify, write.
+
+`super_resolve_volume` works on an in-memory `Volume` (the benchmark calls it directly);
+`run` adds the file handling and the progress protocol around it. This module imports no
+torch: adaptation and the torch backend live in `methods.dispatch`, imported only when a run needs
+them, so `--no-adapt` runs on ONNX Runtime alone where torch is not installed.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+
+from .. import __version__, protocol
+from ..acquisition.metrics import data_consistency_db, normaliser
+from ..acquisition.profile import choose_profiles
+from ..errors import InputError
+from ..methods import METHODS
+from ..methods.results import AdaptResult, RunResult
+from ..networks import backends
+from ..networks.backends import Backend, OrtBackend
+from ..networks.infer import super_resolve
+from ..options import RunOptions, adapts, validate
+from ..progress import Progress
+from ..resources import shipped_onnx
+from ..volumes.geometry import Geometry, Volume, output_geometry, to_image
+from ..volumes.grid import ISOTROPY_TOLERANCE, Grid, is_isotropic, plan
+from ..volumes.read import load_volume
+from ..volumes.write import check_writable, write_atomic
+from . import memory
+
+__all__ = ["RunOptions", "RunResult", "plan_grid", "check_memory", "super_resolve_volume", "run",
+           "write_volume", "describe"]
+
+
+def plan_grid(volume: Volume, options: RunOptions) -> Grid:
+    """The output grid (the one rule in `intersr.grid`) with the checks users need."""
+    g = volume.geometry
+    return plan(g.size, g.spacing, target_spacing=options.spacing, factor=options.factor,
+                slice_axis=g.slice_axis)
+
+
+def check_memory(grid: Grid, backend: str = "torch", available: int | None = None) -> int:
+    """Refuse up front when the run cannot fit (the estimate the Slicer module shows)."""
+    return memory.check(grid, backend, available)
+
+
+def grid_warnings(geometry: Geometry, spacing: float, options: RunOptions) -> list[str]:
+    """Say so when the default (isotropic) request cannot give an isotropic output."""
+    if options.spacing is not None or options.factor is not None:
+        return []
+    out = list(geometry.spacing)
+    out[geometry.slice_axis] = spacing
+    if is_isotropic(out):
+        return []
+    largest = max(geometry.spacing)
+    thick = [a for a, v in enumerate(geometry.spacing) if v >= largest / ISOTROPY_TOLERANCE]
+    why = (f"{len(thick)} axes are about equally thick ({largest:.4g} mm) and only one (the "
+           "slice axis) is refined" if len(thick) > 1 else "the in-plane spacings differ")
+    return ["the output is not isotropic (spacing " + " x ".join(f"{v:.4g}" for v in out)
+            + f" mm): {why}; resample the other axes separately if you need isotropic voxels"]
+
+
+def check_adaptable(volume: Volume, thickness: float) -> None:
+    """Adaptation learns from in-plane axes; refuse up front when both are too short."""
+    from ..methods.self_supervised import inplane_samplers  # torch: only runs that adapt get here
+    geometry = volume.geometry
+    spacing3 = (geometry.slice_spacing, *geometry.inplane_spacings)
+    if not inplane_samplers(volume.array, spacing3, thickness, np.arange(volume.array.shape[0])):
+        _, rows, cols = volume.array.shape
+        need = int(np.ceil(2 * geometry.slice_spacing / min(geometry.inplane_spacings)))
+        raise InputError(f"the in-plane axes ({rows} x {cols} voxels) are too short to adapt "
+                         f"to this volume (at least {need} voxels are needed at this slice "
+                         "spacing); use --no-adapt or a larger field of view")
+
+
+def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
+    """The shipped network's ONNX export on ONNX Runtime (sha256-verified)."""
+    if options.weights is not None:
+        raise InputError("--weights with ONNX Runtime only: a custom or from-scratch network "
+                         "needs PyTorch (install torch, or leave out --weights)")
+    path, sha, entry = shipped_onnx()
+    config = entry.get("config", {})
+    return OrtBackend(path, options.device, channels=config.get("channels", 32),
+                      hidden=config.get("hidden", 64)), sha
+
+
+def super_resolve_volume(volume: Volume, options: RunOptions,
+                         progress: Progress | None = None) -> RunResult:
+    """The whole method on an in-memory canonical volume."""
+    start = time.monotonic()
+    progress = progress or Progress("none")
+    validate(options)
+    adapting = adapts(options)
+    choice = backends.choose(options.backend, adapting)
+    grid = plan_grid(volume, options)
+    spacing, factor = grid.output_spacing_mm, grid.factor
+    geometry = volume.geometry
+    s = geometry.slice_spacing
+    header_thickness = options.thickness if options.thickness is not None else (
+        volume.slice_thickness or s)
+    if options.weights == "none" and not adapting:
+        raise InputError("--weights none with no adaptation would output an untrained "
+                         "network's guess; give an adaptation budget or drop --weights none")
+    if adapting and options.method == "self-supervised":
+        check_adaptable(volume, header_thickness)
+    positions = grid.positions()
+    check_memory(grid, choice.backend)
+    warnings = grid_warnings(geometry, spacing, options)
+    for warning in warnings:
+        progress.log(f"intersr: warning: {warning}")
+    intensity = normaliser(volume.array)
+    normalised = intensity.apply(volume.array)
+    spacing3 = (s, *geometry.inplane_spacings)
+    profiles, how = choose_profiles(normalised, spacing3, volume.slice_thickness,
+                                    options.profile, options.thickness, progress)
+    profile = profiles[0]
+    thickness = profile.fwhm
+    with tempfile.TemporaryDirectory(prefix="intersr-") as workdir:
+        if choice.backend == "torch" or adapting or options.weights is not None:
+            from ..methods.dispatch import adapted_backend
+            engine, result, sha, extra = adapted_backend(
+                options, normalised, spacing3, thickness, factor,
+                use_ort=choice.backend == "onnxruntime", progress=progress, workdir=workdir,
+                ort_on_cpu=choice.ort_on_cpu, profiles=profiles, target_spacing=spacing)
+        else:
+            engine, sha = shipped_ort_backend(options)
+            result, extra = AdaptResult(), {}
+        progress.log(f"intersr: inference with {engine.describe()} ({choice.reason})")
+        output = super_resolve(engine, normalised, positions, factor, thickness / s,
+                               progress=progress)
+        backend_text = describe_backend(engine.name, adapting) + f" on {engine.device}"
+        del engine
+    progress.update("check", 0, 1)
+    consistency = data_consistency_db(normalised, output, factor, thickness / spacing,
+                                      profile.shape, profile.tbw)
+    progress.update("check", 1, 1, data_consistency_db=consistency)
+    low, high = float(volume.array.min()), float(volume.array.max())
+    output *= np.float32(intensity.span)  # in place: the output is the largest array of a run
+    output += np.float32(intensity.low)
+    np.clip(output, low, high, out=output)
+    provenance = protocol.provenance(
+        method=METHODS[options.method][1] if adapting
+        else "InterSliceSR (SliceINR, pretrained network, no fine-tuning)",
+        version=__version__,
+        backend=backend_text,
+        weights_sha256=sha or "none (trained from scratch on this volume)",
+        profile=f"{profile.describe()} ({how}); adapted to: "
+        + "; ".join(p.describe() for p in profiles),
+        factor=f"{factor:.6g}",
+        input_spacing_mm=f"{s:.6g}",
+        output_spacing_mm=f"{spacing:.6g}",
+        thickness_mm=f"{thickness:.6g}",
+        adapt_steps=str(result.steps),
+        adapt_final_loss=f"{result.final_loss:.6g}",
+        data_consistency_db=f"{consistency:.4g}",
+        **extra,
+        **({"warnings": " | ".join(warnings)} if warnings else {}),
+    )
+    return RunResult(array=output, geometry=output_geometry(geometry, spacing), factor=factor,
+                     thickness=thickness, adaptation=result, data_consistency_db=consistency,
+                     weights_sha256=sha, seconds=time.monotonic() - start,
+                     backend=backend_text, provenance=provenance, profile=profile)
+
+
+def describe_backend(name: str, adapting: bool) -> str:
+    """The provenance's backend field, e.g. "onnxruntime 1.31.1 (no fine-tuning)"."""
+    import importlib.metadata
+    version = ""
+    for dist in ((name,) if name == "torch" else ("onnxruntime", "onnxruntime-gpu")):
+        try:
+            version = importlib.metadata.version(dist)
+            break
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return f"{name} {version}".strip() + ("" if adapting else " (pretrained network, no "
+                                          "fine-tuning)")
+
+
+def run(input_path: str, output_path: str, options: RunOptions,
+        progress: Progress | None = None) -> RunResult:
+    """Read INPUT, super-resolve, write OUTPUT atomically (nothing is written on failure)."""
+    progress = progress or Progress("none")
+    start = time.monotonic()
+    validate(options)
+    check_writable(output_path, input_path)
+    progress.update("load", 0, 1)
+    volume = load_volume(input_path, force=options.force)
+    progress.update("load", 1, 1)
+    result = super_resolve_volume(volume, options, progress)
+    progress.update("write", 0, 1)
+    write_volume(result, output_path, like=volume)
+    progress.update("write", 1, 1)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def write_volume(result: RunResult, output_path: str, like: Volume | None = None) -> None:
+    """Write a result atomically with its provenance, in the pixel type of `like` (the input)."""
+    image = to_image(result.array, result.geometry, like.pixel_id if like else None)
+    write_atomic(image, output_path, result.provenance)
+
+
+def describe(result: RunResult) -> str:
+    return (f"factor {result.factor:.3g}, thickness {result.thickness:.3g} mm, "
+            f"{result.adaptation.steps} adaptation steps (held-out L1 "
+            f"{result.adaptation.initial_loss:.4f} -> {result.adaptation.final_loss:.4f}), "
+            f"data consistency {result.data_consistency_db:.2f} dB, {result.backend}")
