@@ -7,7 +7,7 @@ uses (the estimate, or the header's thickness where the best fit lies at the edg
 searched: "how" is "fallback"). Held-out and seen
 volumes are listed separately. Writes JSON (and prints a Markdown table).
 
-    .venv/bin/python scripts/estimator_table.py --out docs/estimator.json
+    .venv/bin/python scripts/estimator_table.py --out docs/results/estimator.json
 
 --equalise first blurs each reference's sharper axes (Gaussian, per axis) until all three axes are
 equally sharp by `profile.sharpness`: the references are not isotropic in resolution (the flair
@@ -33,13 +33,13 @@ import SimpleITK as sitk
 
 from scipy.ndimage import gaussian_filter1d
 
-from intersr.bench import CASES, BENCH_CROP, crop_to_anatomy, find_volumes, prepared_reference, \
-    thick_case, _split
-from intersr.metrics import normaliser
-from intersr import profile
-from intersr.profile import estimate_profile
+from intersr.bench.cases import (CASES, BENCH_CROP, crop_to_anatomy, find_volumes,
+                                 prepared_reference, thick_case, _split)
+from intersr.acquisition.metrics import normaliser
+from intersr.acquisition import profile
+from intersr.acquisition.profile import estimate_profile
 from intersr.progress import Progress
-from intersr.volume import to_volume
+from intersr.volumes.read import to_volume
 
 
 def estimator_input(reference: sitk.Image, case) -> tuple[np.ndarray, tuple, float]:

@@ -1,11 +1,11 @@
-"""Measure the peak resident memory of `intersr run` against intersr.memory's model.
+"""Measure the peak resident memory of `intersr run` against intersr.runners.memory's model.
 
 Each run is a fresh subprocess (`python -m intersr run ... --no-adapt` unless --adapt-steps),
 on a synthetic int16 volume at 1 x 1 x 4 mm (x4 to isotropic); its peak RSS comes from
 getrusage in a wrapper process that runs only that one child. Prints one JSON line per size
 with the measured peak, the model's estimate and their ratio, and writes them to --out.
 
-    python scripts/measure_memory.py --sizes 128,128,20 192,192,30 256,256,40 --out docs/memory.json
+    python scripts/measure_memory.py --sizes 128,128,20 192,192,30 256,256,40 --out docs/results/memory.json
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "InterSliceSR"))
 
-from intersr import memory  # noqa: E402
-from intersr.grid import plan  # noqa: E402
+from intersr.runners import memory  # noqa: E402
+from intersr.volumes.grid import plan  # noqa: E402
 
 WRAPPER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)")

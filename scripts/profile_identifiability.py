@@ -1,6 +1,6 @@
 """Can the slice profile be told from the thick slices at all? A measurement, per bench case.
 
-For every bench case (`intersr.bench.CASES`) made from every near-isotropic volume (crop 128,
+For every bench case (`intersr.bench.cases.CASES`) made from every near-isotropic volume (crop 128,
 as the bench and the estimator table), the thick slices T made with the TRUE profile are
 compared with thick slices made from the SAME reference with a profile of another shape, its
 FWHM fitted to reproduce T (bounded 1-D search, least squares over the anatomy). If another
@@ -24,8 +24,8 @@ truth. Writes JSON and prints a Markdown table.
 reference anisotropy at all) for Gaussian, box and sinc slices of FWHM 4 at x4: its estimate
 with the shape free, and its loss at the truth beside the best loss.
 
-    .venv/bin/python scripts/profile_identifiability.py --out docs/profile_identifiability.json
-    .venv/bin/python scripts/profile_identifiability.py --report --out docs/profile_identifiability.json
+    .venv/bin/python scripts/profile_identifiability.py --out docs/results/profile_identifiability.json
+    .venv/bin/python scripts/profile_identifiability.py --report --out docs/results/profile_identifiability.json
     .venv/bin/python scripts/profile_identifiability.py --phantom
 """
 from __future__ import annotations
@@ -44,9 +44,9 @@ from scipy.signal import convolve2d
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from estimator_table import equalised_resolution  # noqa: E402
 
-from intersr.bench import CASES, BENCH_CROP, crop_to_anatomy, find_volumes, _split  # noqa: E402
-from intersr.degrade import degrade  # noqa: E402
-from intersr.metrics import foreground_mask, normaliser, psnr  # noqa: E402
+from intersr.bench.cases import CASES, BENCH_CROP, crop_to_anatomy, find_volumes, _split  # noqa: E402
+from intersr.acquisition.degrade import degrade  # noqa: E402
+from intersr.acquisition.metrics import foreground_mask, normaliser, psnr  # noqa: E402
 
 ALTERNATIVES = (("gauss", 4.0), ("box", 4.0), ("sinc", 2.0), ("sinc", 4.0), ("sinc", 8.0))
 IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
@@ -137,7 +137,7 @@ def phantom() -> None:
     """The estimator on an isotropic synthetic phantom (Testing/test_profile.py's blobs)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Testing"))
     from test_profile import blobs
-    from intersr.profile import estimate_profile
+    from intersr.acquisition.profile import estimate_profile
 
     for shape, tbw in (("gauss", 4.0), ("box", 4.0), ("sinc", 4.0)):
         thick = degrade(blobs(), 0, 4.0, 4.0, shape, tbw)

@@ -1,6 +1,6 @@
-"""Ablation of the training-pair source (docs/vae.md): B-spline, the true-profile
+"""Quality per bench case (docs/benchmarks.md, docs/vae.md): B-spline, the true-profile
 deconvolution, the pretrained network alone, self-supervised (default), vae-pairs and the
-combination, on the bench's own simulated x4 cases (intersr.bench.CASES: matched Gaussian and
+combination, on the bench's own simulated x4 cases (intersr.bench.cases.CASES: matched Gaussian and
 mismatched box / RF-pulse / thick / gap profiles), same run, same metrics.
 
 Every learned method starts from the shipped weights with the same step budget (the VAE trains
@@ -9,13 +9,26 @@ estimated from each thick volume (`--profile auto`) exactly as `intersr run` doe
 volumes (intersr.resources.HELD_OUT) are reported apart from those seen in pre-training.
 Results are appended case by case to --out (JSON), so an interrupted run resumes.
 
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/vae_ablation.py --out docs/vae_ablation.json
-    .venv/bin/python scripts/vae_ablation.py --report --out docs/vae_ablation.json[,MORE.json]
-(a result of `intersr bench --adapt-steps 0`, e.g. docs/bench_no_torch_heldout_x4.json, may be
-listed too: its InterSliceSR column is reported as "pretrained")
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/vae_ablation.py --out bench-out/cases.json
+    .venv/bin/python scripts/vae_ablation.py --report --out bench-out/cases.json[,MORE.json]
+(a result of `intersr bench --adapt-steps 0` may be listed too: its InterSliceSR column is
+reported as "pretrained")
+
+Two reports over result files (no case is run):
+
+    .venv/bin/python scripts/vae_ablation.py --compare OLD.json:METHOD NEW.json:METHOD [--label-old A --label-new B]
+    .venv/bin/python scripts/vae_ablation.py --seeds SEED0.json SEEDS.json [--method M] [--all]
+
+--compare: two sets of weights (or settings, or methods) on the same cases: gain over B-spline
+per case, and median [min, max] per set and split; METHOD is the column to read (pretrained,
+self-supervised, ...; "intersr" for a bench result); only cases present in both files;
+B-spline and the deconvolution are read from NEW. --seeds: one method over several seeds
+(a file holds one run, or {"runs": [...]} several): the gain over B-spline per case as the
+median over the seeds with its spread (max - min), then median [min, max] per set and split;
+--all keeps cases that not every seed has.
 
 The method's time on the 181x215x44 x4 volume is the bench's own timing:
-    .venv/bin/intersr bench --timing --method vae-pairs --out docs
+    .venv/bin/intersr bench --timing --method vae-pairs --out OUT
 """
 from __future__ import annotations
 
@@ -26,14 +39,16 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from intersr import bench
+from intersr.bench.cases import (BENCH_ADAPT_STEPS, BENCH_CROP, CASES, Case, _split,
+                                  crop_to_anatomy, find_volumes)
+from intersr.bench.quality import run_case
 from intersr.resources import HELD_OUT
 
 METHODS = ("bspline", "deconv", "pretrained", "self-supervised", "vae-pairs", "vae-combined")
 LEARNED = ("self-supervised", "vae-pairs", "vae-combined")
 
 
-def score_case(reference: sitk.Image, case: bench.Case, methods: list[str], steps: int,
+def score_case(reference: sitk.Image, case: Case, methods: list[str], steps: int,
                seed: int, done: dict, weights: str | None = None, device: str = "cpu") -> dict:
     """The bench's run_case once per learned method; baselines from the first call."""
     rows = dict(done)
@@ -41,8 +56,8 @@ def score_case(reference: sitk.Image, case: bench.Case, methods: list[str], step
         if method in rows or method in ("bspline", "deconv"):
             continue
         learned = method if method in LEARNED else "self-supervised"
-        result = bench.run_case(reference, case, steps if method in LEARNED else 0, (seed,),
-                                device, (), None, method=learned, weights=weights)
+        result = run_case(reference, case, steps if method in LEARNED else 0, (seed,),
+                          device, (), None, method=learned, weights=weights)
         for base in ("bspline", "deconv"):
             rows.setdefault(base, dict(result[base]))
         mine = result["intersr"]
@@ -81,17 +96,89 @@ def table(results: list[dict], methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def runs(name: str) -> list[dict]:
+    """The runs in a result file: one, or several under "runs" (e.g. one per seed)."""
+    saved = json.loads(Path(name).read_text())
+    return saved["runs"] if "runs" in saved else [saved]
+
+
+def load(spec: str, run: dict | None = None) -> dict[tuple[str, str], dict]:
+    """FILE:METHOD -> (volume, case) -> set, split and the PSNR of METHOD, B-spline, deconv."""
+    name, method = spec.rsplit(":", 1)
+    rows = {}
+    for r in (run or runs(name)[0])["results"]:
+        m = r["methods"]
+        if method in m:
+            rows[(r["volume"], r["case"])] = {"set": r["set"], "split": r["split"],
+                                              "value": m[method]["psnr_fg"],
+                                              "bspline": m["bspline"]["psnr_fg"],
+                                              "deconv": m["deconv"]["psnr_fg"]}
+    return rows
+
+
+def cell(values) -> str:
+    return f"{np.median(values):+.2f} [{min(values):+.2f}, {max(values):+.2f}]"
+
+
+def compare(old_spec: str, new_spec: str, a: str, b: str) -> None:
+    """Per case and per (set, split): OLD and NEW over B-spline, NEW - OLD, NEW over deconv."""
+    old, new = load(old_spec), load(new_spec)
+    print(f"| set | case | volume | split | {a} over B-spline | {b} over B-spline | {b} - {a} "
+          f"| {b} over deconv |\n|---|---|---|---|---|---|---|---|")
+    groups: dict[tuple, list] = {}
+    for k in [k for k in new if k in old]:
+        o, n = old[k], new[k]
+        go, gn = o["value"] - o["bspline"], n["value"] - n["bspline"]
+        gd = n["value"] - n["deconv"]
+        groups.setdefault((n["set"], n["split"]), []).append((go, gn, gd))
+        print(f"| {n['set']} | {k[1]} | {k[0]} | {n['split']} | {go:+.2f} | {gn:+.2f} | "
+              f"{gn - go:+.2f} | {gd:+.2f} |")
+    print(f"\n| set | split | n | {a} over B-spline | {b} over B-spline | {b} - {a} | "
+          f"{b} over deconv |\n|---|---|---|---|---|---|---|")
+    for (set_name, split), rows in sorted(groups.items()):
+        go, gn, gd = (np.array(c) for c in zip(*rows))
+        print(f"| {set_name} | {split} | {len(rows)} | {cell(go)} | {cell(gn)} | {cell(gn - go)} "
+              f"| {cell(gd)} |")
+
+
+def seed_spread(files: list[str], method: str, every: bool) -> None:
+    """One method over seeds: per-case median and spread, then per (set, split)."""
+    per_case: dict[tuple[str, str, str, str], list[float]] = {}
+    all_runs = [run for name in files for run in runs(name)]
+    for run in all_runs:
+        for (volume, case), row in load(f"-:{method}", run).items():
+            per_case.setdefault((row["set"], row["split"], case, volume), []).append(
+                row["value"] - row["bspline"])
+    per_case = {k: v for k, v in per_case.items() if every or len(v) == len(all_runs)}
+    print(f"| set | split | case | volume | seeds | {method} over B-spline, median | "
+          "spread |\n|---|---|---|---|---|---|---|")
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for (set_name, split, case, volume), values in sorted(per_case.items()):
+        med, spread = float(np.median(values)), float(np.ptp(values))
+        groups.setdefault((set_name, split), []).append((med, spread))
+        print(f"| {set_name} | {split} | {case} | {volume} | {len(values)} | {med:+.2f} | "
+              f"{spread:.2f} |")
+    print("\n| set | split | cases | median of the per-case medians [min, max] | "
+          "spread: median [max] |\n|---|---|---|---|---|")
+    for (set_name, split), rows in sorted(groups.items()):
+        meds = [m for m, _ in rows]
+        spreads = [s for _, s in rows]
+        print(f"| {set_name} | {split} | {len(rows)} | {np.median(meds):+.2f} "
+              f"[{min(meds):+.2f}, {max(meds):+.2f}] | {np.median(spreads):.2f} "
+              f"[{max(spreads):.2f}] |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/mr")
     parser.add_argument("--out", default="vae-ablation.json")
-    parser.add_argument("--steps", type=int, default=bench.BENCH_ADAPT_STEPS,
+    parser.add_argument("--steps", type=int, default=BENCH_ADAPT_STEPS,
                         help="SR (and VAE) steps per case")
-    parser.add_argument("--crop", type=int, default=bench.BENCH_CROP)
+    parser.add_argument("--crop", type=int, default=BENCH_CROP)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--volumes", default=",".join(HELD_OUT),
                         help="comma-separated file names (default: the held-out volumes)")
-    parser.add_argument("--cases", default=",".join(c.name for c in bench.CASES
+    parser.add_argument("--cases", default=",".join(c.name for c in CASES
                                                     if c.factor == 4),
                         help="comma-separated bench case names (default: every x4 case)")
     parser.add_argument("--seed", type=int, default=0)
@@ -101,10 +188,25 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="where adaptation runs (results on cuda are labelled so; the "
                              "adaptation batch differs, options.ADAPT_BATCH)")
+    parser.add_argument("--compare", nargs=2, metavar=("OLD:METHOD", "NEW:METHOD"),
+                        help="only compare two result files, case by case")
+    parser.add_argument("--label-old", default="old")
+    parser.add_argument("--label-new", default="new")
+    parser.add_argument("--seeds", nargs="+", metavar="FILE",
+                        help="only report one method (--method) over these result files' seeds")
+    parser.add_argument("--method", default="self-supervised", help="the method --seeds reads")
+    parser.add_argument("--all", action="store_true",
+                        help="--seeds: also cases that not every seed has")
     parser.add_argument("--report", action="store_true",
                         help="only print the tables of the results already in --out")
     args = parser.parse_args()
     methods = args.methods.split(",")
+    if args.compare:
+        compare(*args.compare, args.label_old, args.label_new)
+        return 0
+    if args.seeds:
+        seed_spread(args.seeds, args.method, args.all)
+        return 0
     if args.report:  # --out may list several result files: the rows of one case are merged
         merged: dict[tuple, dict] = {}
         for name in args.out.split(","):
@@ -128,20 +230,20 @@ def main() -> int:
     results = saved.get("results", [])
     by_key = {(r["volume"], r["case"]): r for r in results}
     names = args.volumes.split(",")
-    paths = sorted(bench.find_volumes(Path(args.data), names), key=lambda p: names.index(p.name))
-    cases = [c for c in bench.CASES if c.name in args.cases.split(",")]
+    paths = sorted(find_volumes(Path(args.data), names), key=lambda p: names.index(p.name))
+    cases = [c for c in CASES if c.name in args.cases.split(",")]
     for case in cases:  # one case over all volumes, then the next
         for path in paths:
             stem = path.name.split(".")[0]
             row = by_key.get((stem, case.name))
             if row and all(m in row["methods"] for m in methods):
                 continue
-            image, _ = bench.crop_to_anatomy(sitk.ReadImage(str(path)), args.crop)
+            image, _ = crop_to_anatomy(sitk.ReadImage(str(path)), args.crop)
             rows = score_case(image, case, methods, args.steps, args.seed,
                               row["methods"] if row else {}, args.weights, args.device)
             if row is None:
                 row = {"volume": stem, "set": case.set, "case": case.name,
-                       "split": bench._split(stem), "methods": rows}
+                       "split": _split(stem), "methods": rows}
                 results.append(row)
                 by_key[(stem, case.name)] = row
             row["methods"] = rows
