@@ -21,7 +21,7 @@ def engine_imports() -> dict[str, set[str]]:
         module = ".".join(path.relative_to(PKG).with_suffix("").parts)
         package = module.split(".")[:-1]
         found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.ImportFrom) or not node.level:
                 continue
             base = package[:len(package) - (node.level - 1)]
@@ -65,11 +65,11 @@ def test_folders_and_files_stay_small():
     folders = [PKG] + [d for d in PKG.iterdir() if (d / "__init__.py").exists()]
     for d in folders:
         assert len(list(d.glob("*.py"))) <= 10, d.name
-        init = (d / "__init__.py").read_text()
+        init = (d / "__init__.py").read_text(encoding="utf-8")
         assert init.startswith('"""') and len(init.splitlines()[0]) > 20, d.name  # says what lives there
     for path in PKG.rglob("*.py"):
-        assert len(path.read_text().splitlines()) <= 400, path.name
-    assert len(MODULE.read_text().splitlines()) <= 600
+        assert len(path.read_text(encoding="utf-8").splitlines()) <= 400, path.name
+    assert len(MODULE.read_text(encoding="utf-8").splitlines()) <= 600
 
 
 def test_public_api_imports_no_torch_and_resolves():
@@ -92,7 +92,7 @@ def test_every_declared_method_is_registered_with_a_module():
 
     assert set(options.METHODS) == set(METHODS)
     for module, description in METHODS.values():
-        source = (PKG / "methods" / f"{module}.py").read_text()
+        source = (PKG / "methods" / f"{module}.py").read_text(encoding="utf-8")
         assert "def fit_method(" in source and description.startswith("InterSliceSR")
 
 
@@ -103,7 +103,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     import SimpleITK as sitk
     from conftest import sample_crop
 
-    readme = (PKG.parent.parent / "README.md").read_text()
+    readme = (PKG.parent.parent / "README.md").read_text(encoding="utf-8")
     code = re.search(r"\*\*Python, without Slicer\*\*.*?```python\n(.*?)```", readme, re.S).group(1)
     assert 'budget="fast"' in code
     sitk.WriteImage(sample_crop((32, 32, 10)), str(tmp_path / "thick.nii.gz"))

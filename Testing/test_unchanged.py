@@ -14,7 +14,7 @@ import pytest
 
 from unchanged_cases import CASES, RECORD, fingerprint, run_case
 
-RECORDED = json.loads(RECORD.read_text())
+RECORDED = json.loads(RECORD.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
