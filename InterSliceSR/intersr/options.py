@@ -221,11 +221,11 @@ def _parse(option: Option) -> Callable[[str], Any]:
     return parse
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The run options as argparse flags (exclusive groups included)."""
+def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """The run options as argparse flags (exclusive groups included); `only`: just these."""
     groups: dict[str, Any] = {}
     for option in OPTIONS:
-        if not option.cli:
+        if not option.cli or (only is not None and option.name not in only):
             continue
         target: Any = parser
         if option.group:
@@ -244,7 +244,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_namespace(args: argparse.Namespace) -> Any:
     """RunOptions from parsed flags (options without a flag keep their defaults)."""
-    return validate(RunOptions(**{o.name: getattr(args, o.name) for o in OPTIONS if o.cli}))
+    return validate(RunOptions(**{o.name: getattr(args, o.name) for o in OPTIONS
+                                  if o.cli and hasattr(args, o.name)}))
 
 
 # ------------------------------------------------------------------------------ engine arguments

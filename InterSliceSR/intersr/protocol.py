@@ -28,6 +28,11 @@ STAGE_TABLE: tuple[tuple[str, float, float, str], ...] = (
     ("infer", 0.82, 0.95, "Computing new slices"),
     ("check", 0.95, 0.98, "Checking data consistency"),
     ("write", 0.98, 1.00, "Writing result"),
+    # `intersr fuse` (several stacks): load, register, prior, fuse, write; spans shared with
+    # the single-volume stages it never runs
+    ("register", 0.04, 0.25, "Registering the stacks"),
+    ("prior", 0.25, 0.60, "Super-resolving each stack"),
+    ("fuse", 0.60, 0.98, "Combining the stacks"),
 )
 RUN_STAGES: tuple[str, ...] = tuple(row[0] for row in STAGE_TABLE)
 STAGES: tuple[str, ...] = (*RUN_STAGES, "train")  # "train": `intersr train` (pre-training)
@@ -53,8 +58,10 @@ PROVENANCE_KEYS: tuple[str, ...] = (
     "note", "method", "version", "backend", "weights_sha256", "profile", "factor",
     "input_spacing_mm", "output_spacing_mm", "thickness_mm", "adapt_steps", "adapt_final_loss",
     "vae_steps", "vae_final_l1", "synthetic_slices", "data_consistency_db", "warnings",
+    "stacks", "inputs", "stack_transforms", "stack_profiles", "registration",
 )
 SYNTHESISED_NOTE = "slices synthesised by InterSliceSR, not acquired"
+FUSED_NOTE = "synthesised by InterSliceSR from {n} stacks, not acquired"
 
 
 def provenance(**values: Any) -> dict[str, str]:

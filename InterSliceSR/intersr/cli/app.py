@@ -1,4 +1,4 @@
-"""Command line: `intersr run | demo | info | bench | train`.
+"""Command line: `intersr run | demo | fuse | info | bench | train`.
 
 Importing this module (and `intersr --help`, `intersr info`) loads no torch: the run options
 come from the torch-free `intersr.options`; the engine is imported only when a command runs.
@@ -21,6 +21,7 @@ from pathlib import Path
 from .. import __version__, options
 from ..errors import CANCEL_SIGNALS, Cancelled, InputError, InterSRError, ResourceError
 from ..progress import Progress
+from .fuse import add_fuse_parser, cmd_fuse
 from ..resources import SAMPLE
 
 INTERNAL_ERROR = 1
@@ -117,6 +118,7 @@ def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
     info.add_argument("--no-probe", action="store_true",
                       help="do not start a subprocess to ask torch about CUDA")
 
+    add_fuse_parser(sub, [debug])
     _add_bench(sub)
     if with_train:
         from ..training.commands import add_train_parser
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(with_train="train" in argv[:2])
         args = parser.parse_args(argv)
         debug = bool(getattr(args, "debug", False))
-        if hasattr(args, "progress") and args.command in ("run", "demo"):
+        if hasattr(args, "progress") and args.command in ("run", "demo", "fuse"):
             progress = Progress(args.progress)
         return _dispatch(args, progress)
     except KeyboardInterrupt:
@@ -216,6 +218,8 @@ def _dispatch(args: argparse.Namespace, progress: Progress) -> int:
         return code
     if args.command == "info":
         return cmd_info(args)
+    if args.command == "fuse":
+        return cmd_fuse(args, progress)
     if args.command == "bench":
         if args.backends:
             from ..bench.backends import main as backends_main
