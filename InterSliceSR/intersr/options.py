@@ -22,6 +22,7 @@ METHODS = ("self-supervised", "vae-pairs", "vae-combined")  # each registered in
 # than self-supervised (docs/vae.md) and stays a command-line option for the ablation.
 GUI_METHODS = ("self-supervised", "vae-pairs")
 PROGRESS_MODES = ("bar", "jsonl", "none")
+OUTPUT_FORMATS = ("auto", "dicom")  # auto: by OUTPUT (a name ending in "/" is a DICOM folder)
 MAX_FACTOR = 16.0  # the network's positional encoding covers factors up to this
 
 
@@ -107,6 +108,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("force", bool, False, "process label-map-like input anyway"),
     Option("weights", str, None, "weights file or folder with weights.json (default: the "
            "shipped ones), or 'none' to train from scratch", metavar="PATH|none"),
+    Option("output_format", str, "auto", "auto: by OUTPUT's extension (.nrrd, .nii, .nii.gz, "
+           ".mha), a name ending in '/' being a DICOM folder; dicom: OUTPUT is a new folder for a "
+           "DICOM series (DERIVED\\SECONDARY, patient and study tags from a DICOM input)",
+           choices=OUTPUT_FORMATS, engine=False),
     Option("progress", str, "bar", "progress on stderr (bar), JSON lines on stdout (jsonl) or "
            "none", choices=PROGRESS_MODES, engine=False),
     Option("design", str, "inr", "network design when training from scratch", cli=False,

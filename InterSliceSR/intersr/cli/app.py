@@ -104,7 +104,8 @@ def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="super-resolve one thick-slice volume", parents=[debug])
     run.add_argument("input", help="NRRD, NIfTI, MHA file or a DICOM series folder")
-    run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha)")
+    run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha), or a new folder "
+                     "ending in '/' for a DICOM series (see --output-format)")
     options.add_arguments(run)
 
     demo = sub.add_parser("demo", help="run on the embedded sample (2x2x3 mm T1)",
