@@ -28,10 +28,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError, OutputError
+from ..protocol import DICOM_IMAGE_TYPE, derivation_description, series_description
 from .read import check_path_text
 
-SYNTHESISED = "InterSliceSR synthesised"
-IMAGE_TYPE = ("DERIVED", "SECONDARY")
+IMAGE_TYPE = tuple(DICOM_IMAGE_TYPE.split("\\"))
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 # Copied from a DICOM input: patient, study, frame of reference (same patient space), and the
@@ -102,22 +102,6 @@ def read_source_header(files) -> object | None:
         return pydicom.dcmread(files[0], stop_before_pixels=True)
     except Exception:  # unreadable by pydicom though GDCM read it: write without its tags
         return None
-
-
-def series_description(source_description: str, fallback: str) -> str:
-    """'<input's description> - InterSliceSR synthesised', within DICOM's 64 characters."""
-    base = (source_description or fallback or "").strip()
-    room = 64 - len(SYNTHESISED) - 3
-    return f"{base[:room].rstrip()} - {SYNTHESISED}" if base else SYNTHESISED
-
-
-def derivation_description(provenance: dict[str, str]) -> str:
-    """DerivationDescription (ST, at most 1024 characters): the provenance."""
-    items = "; ".join(f"{k.removeprefix('intersr_')}={v}" for k, v in provenance.items()
-                      if not k.endswith("note"))
-    text = ("Slices synthesised by InterSliceSR (inter-slice super-resolution), not acquired: "
-            + items)
-    return text[:1024]
 
 
 def _ds(value: float):
