@@ -165,6 +165,9 @@ class InterSliceSRLogicCore:
             self._cancelRequested = False
             self._abandonMessage = None
             params = self._withDicomFacts(inputNode, params)
+            # The engine follows this process (gone within 5 s if Slicer dies), runs at lower
+            # priority on all cores but one, and writes its result uncompressed (read faster).
+            params = replace(params, parentPid=params.parentPid or os.getpid(), uncompressed=True)
             parent = self._tempParent()
             try:
                 self._tempDir = tempfile.mkdtemp(prefix="InterSliceSR-", dir=parent)

@@ -41,6 +41,11 @@ def cmd_run(args: argparse.Namespace, input_path: str, output_path: str,
             progress: Progress) -> int:
     start = time.monotonic()
     run_options = options.from_namespace(args)
+    if run_options.parent_pid is not None:
+        from .watchdog import lower_priority, watch
+        watch(run_options.parent_pid, output_path, progress.log)
+        progress.log(f"intersr: following process {run_options.parent_pid} (--parent-pid): "
+                     f"{lower_priority()}, {options.cpu_threads(run_options)} CPU threads")
     from ..runners.pipeline import describe, run
     result = run(input_path, output_path, run_options, progress)
     progress.log(f"intersr: {describe(result)}")
@@ -128,7 +133,8 @@ def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
 
 
 def _cancel_on(signum, frame):
-    raise Cancelled(f"cancelled by signal {signal.Signals(signum).name}")
+    from .watchdog import parent_gone_reason
+    raise Cancelled(parent_gone_reason() or f"cancelled by signal {signal.Signals(signum).name}")
 
 
 def _progress_mode(argv: list[str]) -> str:
@@ -161,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             progress = Progress(args.progress)
         return _dispatch(args, progress)
     except KeyboardInterrupt:
-        return _fail(progress, Cancelled("cancelled by the user (SIGINT)"), debug)
+        from .watchdog import parent_gone_reason
+        return _fail(progress, Cancelled(parent_gone_reason() or "cancelled by the user (SIGINT)"),
+                     debug)
     except BrokenPipeError:  # whoever read the progress events is gone (stdout closed)
         _silence_stdout()
         progress.mode = "none"

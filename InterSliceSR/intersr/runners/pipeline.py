@@ -22,7 +22,7 @@ from ..methods.results import AdaptResult, RunResult
 from ..networks import backends
 from ..networks.backends import Backend, OrtBackend
 from ..networks.infer import super_resolve
-from ..options import RunOptions, adapts, replace, validate
+from ..options import RunOptions, adapts, cpu_threads, replace, validate
 from ..progress import Progress
 from ..resources import shipped_onnx
 from ..volumes.geometry import Geometry, Volume, output_geometry, to_image
@@ -84,7 +84,8 @@ def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
                          "needs PyTorch (install torch, or leave out --weights)")
     path, sha, entry = shipped_onnx()
     config = entry.get("config", {})
-    return OrtBackend(path, options.device, channels=config.get("channels", 32),
+    return OrtBackend(path, options.device, threads=cpu_threads(options),
+                      channels=config.get("channels", 32),
                       hidden=config.get("hidden", 64)), sha
 
 
@@ -212,16 +213,17 @@ def run(input_path: str, output_path: str, options: RunOptions,
     if as_dicom:
         write_dicom(result, output_path, volume, progress)
     else:
-        write_volume(result, output_path, like=volume)
+        write_volume(result, output_path, like=volume, compress=not options.uncompressed)
     progress.update("write", 1, 1)
     result.seconds = time.monotonic() - start
     return result
 
 
-def write_volume(result: RunResult, output_path: str, like: Volume | None = None) -> None:
+def write_volume(result: RunResult, output_path: str, like: Volume | None = None,
+                 compress: bool = True) -> None:
     """Write a result atomically with its provenance, in the pixel type of `like` (the input)."""
     image = to_image(result.array, result.geometry, like.pixel_id if like else None)
-    write_atomic(image, output_path, result.provenance)
+    write_atomic(image, output_path, result.provenance, compress=compress)
 
 
 def write_dicom(result: RunResult, folder: str, like: Volume, progress: Progress) -> None:
