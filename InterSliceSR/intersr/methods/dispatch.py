@@ -54,7 +54,7 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     profiles: the slice profile(s) adaptation learns (profile.py); default a Gaussian of
     `thickness`. target_spacing: the requested output spacing (pairs at its resolution).
     """
-    device = pick_device(options.device)
+    device = pick_device(options.device, progress.log)
     torch.manual_seed(options.seed)
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(options))
