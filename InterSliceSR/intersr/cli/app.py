@@ -41,13 +41,18 @@ def cmd_run(args: argparse.Namespace, input_path: str, output_path: str,
             progress: Progress) -> int:
     start = time.monotonic()
     run_options = options.from_namespace(args)
+    stop_watching = None
     if run_options.parent_pid is not None:
         from .watchdog import lower_priority, watch
-        watch(run_options.parent_pid, output_path, progress.log)
+        stop_watching = watch(run_options.parent_pid, output_path, progress.log)
         progress.log(f"intersr: following process {run_options.parent_pid} (--parent-pid): "
                      f"{lower_priority()}, {options.cpu_threads(run_options)} CPU threads")
     from ..runners.pipeline import describe, run
-    result = run(input_path, output_path, run_options, progress)
+    try:
+        result = run(input_path, output_path, run_options, progress)
+    finally:
+        if stop_watching is not None:
+            stop_watching.set()
     progress.log(f"intersr: {describe(result)}")
     progress.done(str(Path(output_path).resolve()), time.monotonic() - start,
                   data_consistency_db=round(result.data_consistency_db, 3),

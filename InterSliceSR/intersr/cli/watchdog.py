@@ -41,9 +41,11 @@ class _Parent:
         self.pid = pid
         self.handle = None
         self.proc = None
+        self.psutil = None
         try:
             import psutil
 
+            self.psutil = psutil
             try:
                 self.proc = psutil.Process(pid)
             except psutil.Error:
@@ -64,8 +66,7 @@ class _Parent:
 
     def alive(self) -> bool:
         if self.proc is not None:
-            import psutil
-
+            psutil = self.psutil
             try:
                 return self.proc.is_running() and self.proc.status() != psutil.STATUS_ZOMBIE
             except psutil.Error:
@@ -119,18 +120,24 @@ def remove_partial_outputs(output_path: str) -> None:
             path.unlink(missing_ok=True)
 
 
-def watch(pid: int, output_path: str, log=None) -> threading.Thread:
-    """Start watching `pid`; InputError at once when it is not running."""
+def watch(pid: int, output_path: str, log=None) -> threading.Event:
+    """Start watching `pid`; InputError at once when it is not running. Set the returned
+    event to stop watching (the run is over: an in-process caller goes on living)."""
     try:
         parent = _Parent(pid)
     except ProcessLookupError:
         raise InputError(f"--parent-pid {pid}: no such process is running (the program that "
                          "launched this run has already ended); nothing was done") from None
 
+    stop = threading.Event()
+
     def loop():
         global _reason
         while parent.alive():
-            time.sleep(POLL_SECONDS)
+            if stop.wait(POLL_SECONDS):
+                return
+        if stop.is_set():
+            return
         _reason = (f"cancelled: the parent process {pid} ended (--parent-pid); the partial "
                    "output was removed")
         if log is not None:
@@ -139,7 +146,8 @@ def watch(pid: int, output_path: str, log=None) -> threading.Thread:
             _thread.interrupt_main()
         else:  # the same path as SIGTERM (cli/app.py turns it into Cancelled)
             os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(HARD_EXIT_SECONDS)
+        if stop.wait(HARD_EXIT_SECONDS):
+            return  # the run ended (cancelled): the main thread exits normally
         # still here: the main thread is stuck in native code; end it from this thread
         remove_partial_outputs(output_path)
         try:
@@ -148,6 +156,5 @@ def watch(pid: int, output_path: str, log=None) -> threading.Thread:
         finally:
             os._exit(CANCELLED_EXIT_CODE)
 
-    thread = threading.Thread(target=loop, name="intersr-parent-watchdog", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=loop, name="intersr-parent-watchdog", daemon=True).start()
+    return stop

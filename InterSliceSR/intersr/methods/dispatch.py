@@ -82,7 +82,8 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
                      "inference with torch")
         return TorchBackend(model, device), result, sha, extra
     config = getattr(model, "config", NetConfig())
-    backend = OrtBackend(path, device.type, threads=cpu_threads(options), channels=config.channels,
+    threads = cpu_threads(options) if options.parent_pid else 0  # 0: ONNX Runtime's default
+    backend = OrtBackend(path, device.type, threads=threads, channels=config.channels,
                          hidden=config.hidden)
     progress.update("export", 1, 1)
     return backend, result, sha, extra

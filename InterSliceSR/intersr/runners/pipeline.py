@@ -84,8 +84,8 @@ def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
                          "needs PyTorch (install torch, or leave out --weights)")
     path, sha, entry = shipped_onnx()
     config = entry.get("config", {})
-    return OrtBackend(path, options.device, threads=cpu_threads(options),
-                      channels=config.get("channels", 32),
+    threads = cpu_threads(options) if options.parent_pid else 0  # 0: ONNX Runtime's default
+    return OrtBackend(path, options.device, threads=threads, channels=config.get("channels", 32),
                       hidden=config.get("hidden", 64)), sha
 
 
