@@ -183,7 +183,19 @@ def test_sigterm_during_adaptation_leaves_nothing(tmp_path, small_volume):
 def write_dicom_series(image: sitk.Image, folder: Path, thickness: float,
                        extra: dict | None = None) -> None:
     """A minimal MR DICOM series (one file per slice) with SliceThickness set (and `extra`
-    tags, "gggg|eeee": value, in every file)."""
+    tags, "gggg|eeee": value, in every file). GDCM's writer leaves the process in the "C"
+    locale (ASCII file encoding for later tests): the locale is restored afterwards."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_series(image, folder, thickness, extra)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_series(image: sitk.Image, folder: Path, thickness: float,
+                        extra: dict | None) -> None:
     folder.mkdir()
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
