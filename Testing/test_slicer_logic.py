@@ -578,6 +578,8 @@ def test_dicom_thickness_reaches_the_engine_and_result_is_marked(scene, crop, tm
     assert "--thickness 2.4" in said[0]
     command = next(e["message"] for e in events if e["stage"] == "start")
     assert "--thickness 2.4" in command
+    # the engine follows this process, and writes its temporary result uncompressed
+    assert f"--parent-pid {os.getpid()}" in command and "--uncompressed" in command
     assert out.GetAttribute("InterSliceSR.thickness_mm") == "2.4"  # the engine used it
     assert out.GetAttribute("DICOM.SeriesDescription") == "T1 AX 3mm - InterSliceSR synthesised"
     # a thickness set by the user wins over the header, and the log says so
