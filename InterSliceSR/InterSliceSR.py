@@ -62,9 +62,10 @@ class InterSliceSR(ScriptedLoadableModule):
         self.parent.helpText = _("""
 Inter-slice super-resolution of a thick-slice (anisotropic) MR volume. A pretrained network is
 fine-tuned on the selected volume itself (self-supervised, in a background process) and computes
-the missing slices; the result is added as a new volume "&lt;input&gt; isotropic". The input is never
-modified. Synthesised slices are not measured ones: the new node's description records how it was
-made (method, version, weights, factor, thickness, fine-tuning steps and loss).
+the missing slices; the result is added as a new volume "&lt;input&gt; (InterSliceSR synthesised)". The
+input is never modified. Synthesised slices are not measured ones: the new node's description records
+how it was made (method, version, weights, factor, thickness, fine-tuning steps and loss), and a DICOM
+export marks it DERIVED\\SECONDARY with that provenance.
 <br><br>Methods: X. Wang et al., "Inter-slice Super-resolution of Magnetic Resonance Images by
 Pre-training and Self-supervised Fine-tuning", ISBI 2024,
 <a href="https://arxiv.org/abs/2406.05974">arXiv:2406.05974</a>;
@@ -472,7 +473,7 @@ class InterSliceSRTest(ScriptedLoadableModuleTest):
         inputVolume = self._loadSample()
         count = slicer.mrmlScene.GetNumberOfNodes()
         out = InterSliceSRLogic().process(inputVolume, device="cpu", adaptSteps=0)
-        self.assertEqual(out.GetName(), inputVolume.GetName() + " isotropic")
+        self.assertEqual(out.GetName(), inputVolume.GetName() + " (InterSliceSR synthesised)")
         self.assertEqual(tuple(out.GetImageData().GetDimensions()), (128, 128, 93))
         self.assertGreater(slicer.mrmlScene.GetNumberOfNodes(), count)
         self.assertTrue(out.GetDescription().startswith("Synthesised"))
@@ -514,7 +515,7 @@ class InterSliceSRTest(ScriptedLoadableModuleTest):
         logic = InterSliceSRLogic()
         out = logic.process(inputVolume, device="cpu", adaptSteps=2, seed=0)
 
-        self.assertEqual(out.GetName(), inputVolume.GetName() + " isotropic")
+        self.assertEqual(out.GetName(), inputVolume.GetName() + " (InterSliceSR synthesised)")
         self.assertEqual(tuple(out.GetImageData().GetDimensions()), tuple(info.output_size))
         self.assertGreater(slicer.mrmlScene.GetNumberOfNodes(), count)
         self.assertIn("method", out.GetDescription())

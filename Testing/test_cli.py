@@ -180,8 +180,22 @@ def test_sigterm_during_adaptation_leaves_nothing(tmp_path, small_volume):
     assert_sigterm_at_stage_leaves_nothing(small_volume, tmp_path / "out", [], "adapt", 120)
 
 
-def write_dicom_series(image: sitk.Image, folder: Path, thickness: float) -> None:
-    """A minimal MR DICOM series (one file per slice) with SliceThickness set."""
+def write_dicom_series(image: sitk.Image, folder: Path, thickness: float,
+                       extra: dict | None = None) -> None:
+    """A minimal MR DICOM series (one file per slice) with SliceThickness set (and `extra`
+    tags, "gggg|eeee": value, in every file). GDCM's writer leaves the process in the "C"
+    locale (ASCII file encoding for later tests): the locale is restored afterwards."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_series(image, folder, thickness, extra)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_series(image: sitk.Image, folder: Path, thickness: float,
+                        extra: dict | None) -> None:
     folder.mkdir()
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -200,6 +214,7 @@ def write_dicom_series(image: sitk.Image, folder: Path, thickness: float) -> Non
             "0020|0013": str(k + 1),
             "0028|0030": "\\".join(f"{v:.6f}" for v in image.GetSpacing()[:2]),
             "0018|0050": f"{thickness:.6f}",
+            **(extra or {}),
         }
         for key, value in tags.items():
             piece.SetMetaData(key, value)

@@ -139,7 +139,7 @@ def test_result_node_axis_aligned_with_adaptation(scene, crop, tmp_root):
 
     assert logic.state == "succeeded"
     assert out is not None and out.GetScene() is scene
-    assert out.GetName() == "T1 thick isotropic"
+    assert out.GetName() == "T1 thick (InterSliceSR synthesised)"
     assert out.GetID() != node.GetID()
     # new volume node + its display node; nothing else (no storage node left behind)
     assert node_count(scene) == count + 2
@@ -230,14 +230,14 @@ def test_cancel_mid_run_and_second_start_refused(scene, crop, tmp_root):
     assert events[-1]["stage"] == "cancelled"
     assert not engine_alive(pid)
     assert node_count(scene) == count
-    assert scene.GetFirstNodeByName("T1 thick isotropic") is None
+    assert scene.GetFirstNodeByName("T1 thick (InterSliceSR synthesised)") is None
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), before)
     assert_clean(tmp_root)
     assert not InterSliceSRLogicCore.anyRunning()
     assert logic.poll() == "cancelled" and logic.cancel() is False
     # after a cancel a new run may start
     out = InterSliceSRLogicCore(tempRoot=str(tmp_root)).process(node, device="cpu", adaptSteps=0)
-    assert out.GetName() == "T1 thick isotropic"
+    assert out.GetName() == "T1 thick (InterSliceSR synthesised)"
     assert_clean(tmp_root)
 
 
@@ -531,3 +531,101 @@ def test_dependency_helpers_and_background_torch_probe(tmp_path):
     text = dependencies.format_torch_info(info)
     assert text.startswith("PyTorch ") and ("CUDA not available" in text or "available:" in text)
     assert dependencies.format_torch_info({"torch": {"installed": False}}) == "PyTorch is not installed"
+
+
+# ---------------------------------------------------------------------------- DICOM in and out
+class FakeDicomDatabase:
+    """What the logic uses of Slicer's ctkDICOMDatabase: instance UID -> file."""
+
+    def __init__(self, files):
+        self.files = files
+        self.asked = []
+
+    def fileForInstance(self, uid):
+        self.asked.append(uid)
+        return self.files.get(uid, "")
+
+
+def write_dicom_header(path, thickness, between, description):
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.4", generate_uid()
+    ds.Modality, ds.SeriesDescription = "MR", description
+    ds.SliceThickness, ds.SpacingBetweenSlices = str(thickness), str(between)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(str(path), enforce_file_format=True)
+    assert pydicom.dcmread(str(path)).SliceThickness == thickness
+
+
+def test_dicom_thickness_reaches_the_engine_and_result_is_marked(scene, crop, tmp_root, tmp_path):
+    node = add_volume(scene, crop)
+    header = tmp_path / "IM0001.dcm"
+    write_dicom_header(header, 2.4, 3.0, "T1 AX 3mm")
+    node.SetAttribute("DICOM.instanceUIDs", "1.2.3.4 1.2.3.5")
+    events = []
+    logic = InterSliceSRLogicCore(tempRoot=str(tmp_root))
+    logic.dicomDatabase = FakeDicomDatabase({"1.2.3.4": str(header)})
+    out = logic.process(node, device="cpu", adaptSteps=0, on_event=events.append)
+    assert logic.dicomDatabase.asked == ["1.2.3.4"]
+    said = [e["message"] for e in events if e["stage"] == "log" and "DICOM" in e.get("message", "")]
+    assert said and "'T1 AX 3mm': SliceThickness 2.4 mm, SpacingBetweenSlices 3 mm" in said[0]
+    assert "--thickness 2.4" in said[0]
+    command = next(e["message"] for e in events if e["stage"] == "start")
+    assert "--thickness 2.4" in command
+    # the engine follows this process, and writes its temporary result uncompressed
+    assert f"--parent-pid {os.getpid()}" in command and "--uncompressed" in command
+    assert out.GetAttribute("InterSliceSR.thickness_mm") == "2.4"  # the engine used it
+    assert out.GetAttribute("DICOM.SeriesDescription") == "T1 AX 3mm - InterSliceSR synthesised"
+    # a thickness set by the user wins over the header, and the log says so
+    events.clear()
+    out2 = InterSliceSRLogicCore(tempRoot=str(tmp_root))
+    out2.dicomDatabase = logic.dicomDatabase
+    node2 = out2.process(node, thickness=3.0, device="cpu", adaptSteps=0, on_event=events.append)
+    assert node2.GetAttribute("InterSliceSR.thickness_mm") == "3"
+    assert any("thickness set (3 mm) is used" in e.get("message", "") for e in events)
+    assert_clean(tmp_root)
+
+
+def test_no_dicom_database_or_missing_file_changes_nothing(scene, crop, tmp_root):
+    node = add_volume(scene, crop)
+    node.SetAttribute("DICOM.instanceUIDs", "9.9.9")
+    logic = InterSliceSRLogicCore(tempRoot=str(tmp_root))
+    logic.dicomDatabase = FakeDicomDatabase({})  # the file is not in the database any more
+    events = []
+    out = logic.process(node, device="cpu", adaptSteps=0, on_event=events.append)
+    command = next(e["message"] for e in events if e["stage"] == "start")
+    assert "--thickness" not in command
+    assert out.GetAttribute("DICOM.SeriesDescription") == "T1 thick - InterSliceSR synthesised"
+    assert_clean(tmp_root)
+
+
+def test_result_node_unique_name_description_and_dicom_export_attributes(scene, crop, tmp_root):
+    node = add_volume(scene, crop)
+    first = InterSliceSRLogicCore(tempRoot=str(tmp_root)).process(node, device="cpu", adaptSteps=0)
+    second = InterSliceSRLogicCore(tempRoot=str(tmp_root)).process(node, device="cpu", adaptSteps=0)
+    assert first.GetName() == "T1 thick (InterSliceSR synthesised)"
+    assert second.GetName() != first.GetName()
+    assert second.GetName().startswith("T1 thick (InterSliceSR synthesised)")
+    assert scene.GetNodesByName(first.GetName()).GetNumberOfItems() == 1
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    for out in (first, second):
+        description = out.GetDescription()
+        assert description.startswith("Synthesised by InterSliceSR")
+        assert re.search(r"^weights_sha256: [0-9a-f]{64}$", description, re.M)
+        item = sh.GetItemByDataNode(out)
+        for holder in (lambda name: out.GetAttribute(name),
+                       lambda name: sh.GetItemAttribute(item, name)):
+            assert holder("DICOM.ImageType") == "DERIVED\\SECONDARY"
+            assert holder("DICOM.SeriesDescription") == "T1 thick - InterSliceSR synthesised"
+            derivation = holder("DICOM.DerivationDescription")
+            assert derivation.startswith("Slices synthesised by InterSliceSR") and "not acquired" in derivation
+            assert "weights_sha256=" + out.GetAttribute("InterSliceSR.weights_sha256") in derivation
+        # in the input's study (folder), so an export keeps the study and makes a new series
+        assert sh.GetItemParent(item) == sh.GetItemParent(sh.GetItemByDataNode(node))
+    assert_clean(tmp_root)

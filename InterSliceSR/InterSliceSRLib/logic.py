@@ -22,16 +22,17 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import asdict, field, make_dataclass
+from dataclasses import asdict, field, make_dataclass, replace
 
 from intersr import options
 from intersr import protocol
 from intersr.volumes.filecheck import disk_full_reason
 
+from .dicom import RESULT_NAME_SUFFIX, dicomFacts, exportAttributes, markForExport, resultName
 from .engine_process import EngineProcess, build_engine_args
 from .progress import ProgressState
 
-RESULT_SUFFIX = " isotropic"
+RESULT_SUFFIX = RESULT_NAME_SUFFIX  # "<input> (InterSliceSR synthesised)", made unique
 PROVENANCE_ATTRIBUTE_PREFIX = "InterSliceSR."
 
 
@@ -95,6 +96,10 @@ class InterSliceSRLogicCore:
         self._startTime = None
         self._cancelRequested = False
         self._abandonMessage = None
+        self._dicomFacts = None
+        # The DICOM database that maps a node's "DICOM.instanceUIDs" to files (None: Slicer's
+        # own, slicer.dicomDatabase, when there is one).
+        self.dicomDatabase = None
         # schedule(milliseconds, callback): a one-shot timer of the caller's event loop (Slicer
         # passes qt.QTimer.singleShot). When set, every run finishes on its own (console
         # ``process(wait=False)``, with or without ``on_event``); None = the owner polls.
@@ -159,6 +164,10 @@ class InterSliceSRLogicCore:
             self._startTime = time.monotonic()
             self._cancelRequested = False
             self._abandonMessage = None
+            params = self._withDicomFacts(inputNode, params)
+            # The engine follows this process (gone within 5 s if Slicer dies), runs at lower
+            # priority on all cores but one, and writes its result uncompressed (read faster).
+            params = replace(params, parentPid=params.parentPid or os.getpid(), uncompressed=True)
             parent = self._tempParent()
             try:
                 self._tempDir = tempfile.mkdtemp(prefix="InterSliceSR-", dir=parent)
@@ -178,6 +187,21 @@ class InterSliceSRLogicCore:
             raise
         if self.schedule is not None:
             self.schedule(self.pollIntervalMs, self._tick)
+
+    def _withDicomFacts(self, inputNode, params):
+        """A node loaded from DICOM: its SliceThickness goes to the engine as --thickness
+        (unless one was set), and the log says what the header said."""
+        self._dicomFacts = facts = dicomFacts(inputNode, self.dicomDatabase)
+        if facts is None:
+            return params
+        message = facts.describe()
+        if params.sliceThickness:
+            message += f"; the slice thickness set ({params.sliceThickness:g} mm) is used"
+        elif facts.slice_thickness:
+            params = replace(params, sliceThickness=facts.slice_thickness)
+            message += f"; passed to the engine as --thickness {facts.slice_thickness:g}"
+        self._emit({"stage": "log", "message": message})
+        return params
 
     def _tick(self) -> None:
         """Timer callback: poll, and come back while the run goes on."""
@@ -290,7 +314,8 @@ class InterSliceSRLogicCore:
     def process(self, inputNode, spacing=None, thickness=None, device="auto", adaptSeconds=None,
                        adaptSteps=None, seed=0, wait=True, *, factor=None, budget="balanced",
                        force=False, on_event=None, timeout=None, method="self-supervised"):
-        """Console API: make "<input name> isotropic" from ``inputNode`` and return the new node.
+        """Console API: make "<input name> (InterSliceSR synthesised)" from ``inputNode`` and
+        return the new node.
 
         - ``spacing``: output spacing (mm) along the slice axis; None = isotropic.
         - ``thickness``: slice thickness (FWHM, mm); None = DICOM SliceThickness or the spacing.
@@ -393,7 +418,7 @@ class InterSliceSRLogicCore:
 
         node = slicer.vtkMRMLScalarVolumeNode()
         readVolumeFromFile(node, outputPath)  # raises before anything is added to the scene
-        node.SetName(inputNode.GetName() + RESULT_SUFFIX)
+        node.SetName(resultName(scene, inputNode.GetName()))
         node.SetDescription(formatProvenance(provenance))
         for key, value in provenance.items():
             node.SetAttribute(PROVENANCE_ATTRIBUTE_PREFIX + key, str(value))
@@ -404,6 +429,9 @@ class InterSliceSRLogicCore:
             node.CreateDefaultDisplayNodes()
             copyDisplaySettings(inputNode, node)
             placeBeside(inputNode, node)
+            facts = self._dicomFacts
+            markForExport(node, exportAttributes(inputNode.GetName(), provenance,
+                                                 facts.series_description if facts else ""))
             showInSliceViews(node)
         except Exception:
             scene.RemoveNode(node)  # never leave a half-made node behind

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Callable, Mapping, Optional
 
@@ -22,6 +23,7 @@ METHODS = ("self-supervised", "vae-pairs", "vae-combined")  # each registered in
 # than self-supervised (docs/vae.md) and stays a command-line option for the ablation.
 GUI_METHODS = ("self-supervised", "vae-pairs")
 PROGRESS_MODES = ("bar", "jsonl", "none")
+OUTPUT_FORMATS = ("auto", "dicom")  # auto: by OUTPUT (a name ending in "/" is a DICOM folder)
 MAX_FACTOR = 16.0  # the network's positional encoding covers factors up to this
 
 
@@ -107,6 +109,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("force", bool, False, "process label-map-like input anyway"),
     Option("weights", str, None, "weights file or folder with weights.json (default: the "
            "shipped ones), or 'none' to train from scratch", metavar="PATH|none"),
+    Option("parent_pid", int, None, "the program that launched this run (the Slicer module "
+           "passes its own): when it ends, the run is cancelled and its partial output removed "
+           "within 5 s; the run also takes a lower priority and leaves one CPU core free",
+           metavar="PID", minimum=1),
+    Option("uncompressed", bool, False, "write OUTPUT without compression (faster to write "
+           "and to load; the Slicer module's temporary result)"),
+    Option("output_format", str, "auto", "auto: by OUTPUT's extension (.nrrd, .nii, .nii.gz, "
+           ".mha), a name ending in '/' being a DICOM folder; dicom: OUTPUT is a new folder for a "
+           "DICOM series (DERIVED\\SECONDARY, patient and study tags from a DICOM input)",
+           choices=OUTPUT_FORMATS, engine=False),
     Option("progress", str, "bar", "progress on stderr (bar), JSON lines on stdout (jsonl) or "
            "none", choices=PROGRESS_MODES, engine=False),
     Option("design", str, "inr", "network design when training from scratch", cli=False,
@@ -202,6 +214,12 @@ def budget_for(options: Any, device_type: str) -> Budget:
     if options.adapt_steps is not None or options.adapt_seconds is not None:
         return Budget(options.adapt_seconds, options.adapt_steps)
     return BUDGET_PRESETS[options.budget or DEFAULT_PRESET][device_type]
+
+
+def cpu_threads(options: Any) -> int:
+    """CPU threads a run uses: every core, or all but one for a launching program."""
+    cores = os.cpu_count() or 1
+    return max(1, cores - 1) if options.parent_pid else cores
 
 
 def adapts(options: Any) -> bool:

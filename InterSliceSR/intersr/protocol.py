@@ -63,6 +63,26 @@ PROVENANCE_KEYS: tuple[str, ...] = (
 SYNTHESISED_NOTE = "slices synthesised by InterSliceSR, not acquired"
 FUSED_NOTE = "synthesised by InterSliceSR from {n} stacks, not acquired"
 
+# How a result is marked in DICOM (the CLI's DICOM output and the Slicer node's attributes for
+# Slicer's DICOM export): it must never pass for an acquired series.
+SYNTHESISED = "InterSliceSR synthesised"
+DICOM_IMAGE_TYPE = "DERIVED\\SECONDARY"
+
+
+def series_description(source_description: str, fallback: str = "") -> str:
+    """'<input's description> - InterSliceSR synthesised', within DICOM's 64 characters (LO)."""
+    base = (source_description or fallback or "").strip()
+    room = 64 - len(SYNTHESISED) - 3
+    return f"{base[:room].rstrip()} - {SYNTHESISED}" if base else SYNTHESISED
+
+
+def derivation_description(provenance: dict[str, Any]) -> str:
+    """DICOM DerivationDescription (ST, at most 1024 characters): the provenance, short keys."""
+    items = "; ".join(f"{short_key(k)}={v}" for k, v in provenance.items()
+                      if short_key(k) != "note")
+    return ("Slices synthesised by InterSliceSR (inter-slice super-resolution), not acquired: "
+            + items)[:1024]
+
 
 def provenance(**values: Any) -> dict[str, str]:
     """Header fields (prefixed keys, string values) from short keys; unknown keys are an error."""

@@ -42,8 +42,18 @@ def cmd_run(args: argparse.Namespace, input_path: str, output_path: str,
             progress: Progress) -> int:
     start = time.monotonic()
     run_options = options.from_namespace(args)
+    stop_watching = None
+    if run_options.parent_pid is not None:
+        from .watchdog import lower_priority, watch
+        stop_watching = watch(run_options.parent_pid, output_path, progress.log)
+        progress.log(f"intersr: following process {run_options.parent_pid} (--parent-pid): "
+                     f"{lower_priority()}, {options.cpu_threads(run_options)} CPU threads")
     from ..runners.pipeline import describe, run
-    result = run(input_path, output_path, run_options, progress)
+    try:
+        result = run(input_path, output_path, run_options, progress)
+    finally:
+        if stop_watching is not None:
+            stop_watching.set()
     progress.log(f"intersr: {describe(result)}")
     progress.done(str(Path(output_path).resolve()), time.monotonic() - start,
                   data_consistency_db=round(result.data_consistency_db, 3),
@@ -105,7 +115,8 @@ def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="super-resolve one thick-slice volume", parents=[debug])
     run.add_argument("input", help="NRRD, NIfTI, MHA file or a DICOM series folder")
-    run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha)")
+    run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha), or a new folder "
+                     "ending in '/' for a DICOM series (see --output-format)")
     options.add_arguments(run)
 
     demo = sub.add_parser("demo", help="run on the embedded sample (2x2x3 mm T1)",
@@ -129,7 +140,8 @@ def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
 
 
 def _cancel_on(signum, frame):
-    raise Cancelled(f"cancelled by signal {signal.Signals(signum).name}")
+    from .watchdog import parent_gone_reason
+    raise Cancelled(parent_gone_reason() or f"cancelled by signal {signal.Signals(signum).name}")
 
 
 def _progress_mode(argv: list[str]) -> str:
@@ -162,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             progress = Progress(args.progress)
         return _dispatch(args, progress)
     except KeyboardInterrupt:
-        return _fail(progress, Cancelled("cancelled by the user (SIGINT)"), debug)
+        from .watchdog import parent_gone_reason
+        return _fail(progress, Cancelled(parent_gone_reason() or "cancelled by the user (SIGINT)"),
+                     debug)
     except BrokenPipeError:  # whoever read the progress events is gone (stdout closed)
         _silence_stdout()
         progress.mode = "none"

@@ -6,7 +6,6 @@ pipeline is torch-free so that `--no-adapt` runs on ONNX Runtime alone.
 from __future__ import annotations
 
 import importlib
-import os
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -18,7 +17,7 @@ from ..errors import ResourceError
 from ..networks.backends import Backend, OrtBackend, TorchBackend, pick_device
 from ..networks.network import NetConfig, build_network
 from ..networks.weights import load_pretrained
-from ..options import ADAPT_BATCH, RunOptions, adapts, budget_for
+from ..options import ADAPT_BATCH, RunOptions, adapts, budget_for, cpu_threads
 from ..progress import Progress
 from . import METHODS
 from .results import AdaptResult
@@ -55,10 +54,10 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     profiles: the slice profile(s) adaptation learns (profile.py); default a Gaussian of
     `thickness`. target_spacing: the requested output spacing (pairs at its resolution).
     """
-    device = pick_device(options.device)
+    device = pick_device(options.device, progress.log)
     torch.manual_seed(options.seed)
     if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(cpu_threads(options))
     model, sha = initial_model(options, progress.log)
     result = AdaptResult()
     extra: dict[str, str] = {}
@@ -83,6 +82,8 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
                      "inference with torch")
         return TorchBackend(model, device), result, sha, extra
     config = getattr(model, "config", NetConfig())
-    backend = OrtBackend(path, device.type, channels=config.channels, hidden=config.hidden)
+    threads = cpu_threads(options) if options.parent_pid else 0  # 0: ONNX Runtime's default
+    backend = OrtBackend(path, device.type, threads=threads, channels=config.channels,
+                         hidden=config.hidden)
     progress.update("export", 1, 1)
     return backend, result, sha, extra

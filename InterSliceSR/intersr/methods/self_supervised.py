@@ -214,8 +214,13 @@ def fit(model: torch.nn.Module, samplers: list[PlanePairs], checks: list[PlanePa
                 total = max(int(config.seconds or 1), 1)
                 progress.update("adapt", min(int(time.monotonic() - start), total), total,
                                 loss=running, iteration=step)
-            else:
-                progress.update("adapt", step, planned, loss=running)
+            else:  # a step cap; with a time budget too, whichever ends first sets the ETA
+                eta = {}
+                if config.seconds is not None:
+                    spent = time.monotonic() - start
+                    by_steps = spent / step * (planned - step)
+                    eta["eta_s"] = round(max(0.0, min(by_steps, config.seconds - spent)), 1)
+                progress.update("adapt", step, planned, loss=running, **eta)
     if step % config.eval_every:
         held = evaluate(averaged, val_batches, device)
         result.history.append((step, running if running is not None else held, held))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -88,16 +88,49 @@ class TorchBackend(Backend):
         return False
 
 
-def pick_device(name: str):
-    """The PyTorch device for `--device` (auto: CUDA when PyTorch sees a GPU), for runs and
-    training alike; here, not in methods.dispatch, so training needs no SimpleITK."""
+def probe_device(device) -> None:
+    """Run a tiny convolution with a backward pass on `device`: a CUDA build without kernels for
+    this GPU ("no kernel image"), a too old driver or a full GPU fails here, at start."""
     import torch
+    x = torch.ones(1, 1, 8, 8, device=device, requires_grad=True)
+    weight = torch.ones(1, 1, 3, 3, device=device)
+    torch.nn.functional.conv2d(x, weight).sum().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def pick_device(name: str, log: Callable[[str], None] | None = None):
+    """The PyTorch device for `--device` (auto: CUDA when PyTorch sees a GPU that works), for
+    runs and training alike; here, not in methods.dispatch, so training needs no SimpleITK.
+
+    A GPU that PyTorch lists but cannot use (probe_device fails): auto falls back to the CPU
+    with one line in the log; an explicit --device cuda is an error that says why."""
+    import torch
+    requested = name
     if name == "cuda" and not torch.cuda.is_available():
         raise ResourceError("--device cuda was requested but no CUDA GPU is available to "
                             f"PyTorch {torch.__version__}; use --device cpu or auto")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type != "cuda":
+        return device
+    try:
+        probe_device(device)
+    except Exception as exc:  # RuntimeError, torch.cuda.OutOfMemoryError, AcceleratorError...
+        reason = _first_line(exc)
+        if requested == "cuda":
+            raise ResourceError(f"the CUDA GPU cannot run PyTorch {torch.__version__} ({reason}); "
+                                "use --device cpu") from None
+        if log is not None:
+            log(f"intersr: the CUDA GPU failed at start ({reason}); falling back to the CPU")
+        return torch.device("cpu")
+    return device
 
 
 def ort_providers(device: str) -> list[str]:

@@ -7,6 +7,7 @@ them, so `--no-adapt` runs on ONNX Runtime alone where torch is not installed.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 
@@ -21,11 +22,12 @@ from ..methods.results import AdaptResult, RunResult
 from ..networks import backends
 from ..networks.backends import Backend, OrtBackend
 from ..networks.infer import super_resolve
-from ..options import RunOptions, adapts, validate
+from ..options import RunOptions, adapts, cpu_threads, replace, validate
 from ..progress import Progress
 from ..resources import shipped_onnx
 from ..volumes.geometry import Geometry, Volume, output_geometry, to_image
 from ..volumes.grid import ISOTROPY_TOLERANCE, Grid, is_isotropic, plan
+from ..volumes import dicom_write
 from ..volumes.read import load_volume
 from ..volumes.write import check_writable, write_atomic
 from . import memory
@@ -82,7 +84,8 @@ def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
                          "needs PyTorch (install torch, or leave out --weights)")
     path, sha, entry = shipped_onnx()
     config = entry.get("config", {})
-    return OrtBackend(path, options.device, channels=config.get("channels", 32),
+    threads = cpu_threads(options) if options.parent_pid else 0  # 0: ONNX Runtime's default
+    return OrtBackend(path, options.device, threads=threads, channels=config.get("channels", 32),
                       hidden=config.get("hidden", 64)), sha
 
 
@@ -180,26 +183,71 @@ def describe_backend(name: str, adapting: bool) -> str:
 
 def run(input_path: str, output_path: str, options: RunOptions,
         progress: Progress | None = None) -> RunResult:
-    """Read INPUT, super-resolve, write OUTPUT atomically (nothing is written on failure)."""
+    """Read INPUT, super-resolve, write OUTPUT atomically (nothing is written on failure).
+
+    OUTPUT is a file, or a new DICOM series folder (`dicom_write.wants_dicom`)."""
     progress = progress or Progress("none")
     start = time.monotonic()
     validate(options)
-    check_writable(output_path, input_path)
+    as_dicom = dicom_write.wants_dicom(output_path, options.output_format)
+    if as_dicom:
+        dicom_write.check_dicom_folder(output_path, input_path)
+    else:
+        check_writable(output_path, input_path)
     progress.update("load", 0, 1)
     volume = load_volume(input_path, force=options.force)
+    if volume.dicom is not None:
+        # The scanner's SliceThickness is the profile's FWHM, as if given with --thickness (the
+        # Slicer module passes it so for a node loaded from DICOM): the same result either way.
+        if options.thickness is not None:
+            how = f"; --thickness {options.thickness:g} mm given, used instead"
+        elif volume.slice_thickness is not None:
+            how = "; used as the slice profile's FWHM (as --thickness)"
+            options = replace(options, thickness=volume.slice_thickness)
+        else:
+            how = ""
+        progress.log("intersr: " + volume.dicom.describe(volume.geometry.slice_spacing) + how)
     progress.update("load", 1, 1)
     result = super_resolve_volume(volume, options, progress)
     progress.update("write", 0, 1)
-    write_volume(result, output_path, like=volume)
+    if as_dicom:
+        write_dicom(result, output_path, volume, progress)
+    else:
+        write_volume(result, output_path, like=volume, compress=not options.uncompressed)
     progress.update("write", 1, 1)
     result.seconds = time.monotonic() - start
     return result
 
 
-def write_volume(result: RunResult, output_path: str, like: Volume | None = None) -> None:
+def write_volume(result: RunResult, output_path: str, like: Volume | None = None,
+                 compress: bool = True) -> None:
     """Write a result atomically with its provenance, in the pixel type of `like` (the input)."""
     image = to_image(result.array, result.geometry, like.pixel_id if like else None)
-    write_atomic(image, output_path, result.provenance)
+    write_atomic(image, output_path, result.provenance, compress=compress)
+
+
+def write_dicom(result: RunResult, folder: str, like: Volume, progress: Progress) -> None:
+    """The result as a DERIVED\\SECONDARY DICOM series (volumes/dicom_write.py)."""
+    source = like.dicom
+    if source is None:
+        warning = ("the input is not DICOM: the DICOM output's patient and study tags are empty "
+                   "(a new StudyInstanceUID); add them before the series goes to a PACS")
+        progress.log(f"intersr: warning: {warning}")
+        key = protocol.PROVENANCE_PREFIX + "warnings"
+        result.provenance[key] = " | ".join(filter(None, (result.provenance.get(key), warning)))
+    image = to_image(result.array, result.geometry, like.pixel_id)
+    dicom_write.write_dicom_series(
+        image, folder, result.provenance, source_files=source.files if source else (),
+        source_description=source.series_description if source else "",
+        fallback_description=_stem(like.source), version=__version__)
+
+
+def _stem(path: str) -> str:
+    name = os.path.basename(os.path.normpath(path)) if path else ""
+    for suffix in (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def describe(result: RunResult) -> str:

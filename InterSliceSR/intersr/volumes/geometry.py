@@ -8,6 +8,7 @@ rule (`volumes.grid`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -48,6 +49,7 @@ class Volume:
     pixel_id: int
     slice_thickness: float | None = None  # from DICOM SliceThickness when known
     source: str = ""
+    dicom: Any = None  # volumes.dicom.DicomSource when read from a DICOM series
 
 
 def _inplane_itk_axes(slice_axis: int) -> tuple[int, int]:

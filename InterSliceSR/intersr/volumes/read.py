@@ -10,7 +10,8 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from . import filecheck
-from .dicom import DICOM_SLICE_THICKNESS, _dicom_thickness, _is_dicom_file, _read_dicom_series
+from .dicom import (DICOM_SLICE_THICKNESS, DicomSource, _dicom_thickness, _is_dicom_file,
+                    _read_dicom_series)
 from .geometry import Volume, _numpy_order, geometry_of
 
 IMAGE_IO_BY_SUFFIX = ((".nii.gz", "NiftiImageIO"), (".nii", "NiftiImageIO"),
@@ -53,6 +54,14 @@ def _stat(path: Path, role: str) -> os.stat_result | None:
 
 def read_image(path: str | os.PathLike) -> tuple[sitk.Image, float | None]:
     """Read a file or a DICOM series folder; also return DICOM SliceThickness when present.
+    (`read_any` also returns the DICOM series' facts.)
+    """
+    image, thickness, _ = read_any(path)
+    return image, thickness
+
+
+def read_any(path: str | os.PathLike) -> tuple[sitk.Image, float | None, DicomSource | None]:
+    """Read a file or a DICOM series folder: (image, DICOM SliceThickness, DICOM facts).
 
     A DICOM folder must hold exactly one series; to pick one of several, give one of its files.
     """
@@ -63,14 +72,16 @@ def read_image(path: str | os.PathLike) -> tuple[sitk.Image, float | None]:
         raise InputError(f"input not found: {path}")
     try:
         if stat.S_ISDIR(info.st_mode):
-            return _read_dicom_series(path, None)
+            image, source = _read_dicom_series(path, None)
+            return image, source.slice_thickness, source
         if not stat.S_ISREG(info.st_mode):
             raise InputError(f"input {path} is not a regular file (a pipe or device?); give an "
                              "image file or a DICOM folder")
         if info.st_size == 0:
             raise InputError(f"input {path} is an empty file")
         if _is_dicom_file(path):
-            return _read_dicom_series(path.parent, path)
+            image, source = _read_dicom_series(path.parent, path)
+            return image, source.slice_thickness, source
         reason = filecheck.problem(path)
         if reason:
             raise InputError(f"cannot read {path}: {reason}")
@@ -78,7 +89,7 @@ def read_image(path: str | os.PathLike) -> tuple[sitk.Image, float | None]:
     except RuntimeError as exc:
         raise InputError(f"cannot read {path}: {_itk_reason(exc)}") from None
     return image, _dicom_thickness(image.GetMetaData(DICOM_SLICE_THICKNESS)
-                                   if image.HasMetaDataKey(DICOM_SLICE_THICKNESS) else None)
+                                   if image.HasMetaDataKey(DICOM_SLICE_THICKNESS) else None), None
 
 
 def _read_file(path: Path) -> sitk.Image:
@@ -179,5 +190,7 @@ def distinct_values(raw: np.ndarray, limit: int) -> int:
 
 
 def load_volume(path: str | os.PathLike, *, force: bool = False) -> Volume:
-    image, thickness = read_image(path)
-    return to_volume(image, slice_thickness=thickness, force=force, source=str(path))
+    image, thickness, dicom = read_any(path)
+    volume = to_volume(image, slice_thickness=thickness, force=force, source=str(path))
+    volume.dicom = dicom
+    return volume

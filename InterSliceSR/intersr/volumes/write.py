@@ -69,7 +69,8 @@ def _suffix(path: Path) -> str:
     return next(s for s in sorted(WRITABLE_SUFFIXES, key=len, reverse=True) if name.endswith(s))
 
 
-def write_atomic(image: sitk.Image, path: str | os.PathLike, provenance: dict[str, str]) -> Path:
+def write_atomic(image: sitk.Image, path: str | os.PathLike, provenance: dict[str, str],
+                 compress: bool = True) -> Path:
     """Write to a temporary name in the same folder, check it, then rename: OUTPUT is either
     complete or untouched. The temporary name is short and lower-case so that long or
     upper-case user names (OUTPUT.NII.GZ) get the right writer and no side files."""
@@ -81,7 +82,7 @@ def write_atomic(image: sitk.Image, path: str | os.PathLike, provenance: dict[st
     temp = path.with_name(f".intersr-{os.getpid()}.partial{_suffix(path)}")
     try:
         try:
-            sitk.WriteImage(image, str(temp), useCompression=True)
+            sitk.WriteImage(image, str(temp), useCompression=compress)
         except RuntimeError as exc:
             raise _write_failure(path, image, _itk_reason(exc)) from None
         except OSError as exc:
