@@ -18,7 +18,6 @@ import shutil
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from ..errors import InputError
