@@ -66,6 +66,17 @@ def build_engine_args(input_path, output_path, run_options=None, *, python=None,
             str(output_path), *options.engine_args(run_options), "--progress", "jsonl"]
 
 
+def build_fuse_args(stack_paths, output_path, run_options, *, python=None, thicknesses=()) -> list:
+    """The command line for one ``intersr fuse`` run: the stacks (the first is the reference),
+    the run options fusion takes (``intersr.options.FUSE_OPTIONS``), per-stack thicknesses."""
+    args = [python or python_executable(), "-m", "intersr", "fuse", *map(str, stack_paths),
+            "--output", str(output_path),
+            *options.engine_args(run_options, only=options.FUSE_OPTIONS), "--progress", "jsonl"]
+    if any(thicknesses):
+        args += ["--thickness", ",".join(f"{t or 0:g}" for t in thicknesses)]
+    return args
+
+
 def engine_environment(extra=None) -> dict:
     """Variables added to the child's environment: the module folder on PYTHONPATH (so that
     ``-m intersr`` resolves to the engine shipped beside this file), unbuffered UTF-8 output."""

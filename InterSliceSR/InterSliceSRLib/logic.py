@@ -29,7 +29,7 @@ from intersr import protocol
 from intersr.volumes.filecheck import disk_full_reason
 
 from .dicom import RESULT_NAME_SUFFIX, dicomFacts, exportAttributes, markForExport, resultName
-from .engine_process import EngineProcess, build_engine_args
+from .engine_process import EngineProcess, build_engine_args, build_fuse_args
 from .progress import ProgressState
 
 RESULT_SUFFIX = RESULT_NAME_SUFFIX  # "<input> (InterSliceSR synthesised)", made unique
@@ -97,6 +97,7 @@ class InterSliceSRLogicCore:
         self._cancelRequested = False
         self._abandonMessage = None
         self._dicomFacts = None
+        self._extraStacks = []
         # The DICOM database that maps a node's "DICOM.instanceUIDs" to files (None: Slicer's
         # own, slicer.dicomDatabase, when there is one).
         self.dicomDatabase = None
@@ -136,16 +137,20 @@ class InterSliceSRLogicCore:
         return self._process.pid if self._process is not None else None
 
     # ------------------------------------------------------------------ start
-    def start(self, inputNode, params: RunParameters | None = None, on_event=None) -> None:
-        """Write the input to a temporary NRRD and launch the engine; returns at once."""
-        if inputNode is None or not inputNode.IsA("vtkMRMLScalarVolumeNode"):
-            raise ValueError("InterSliceSR needs a scalar volume node as input")
-        if inputNode.IsA("vtkMRMLLabelMapVolumeNode"):
-            raise ValueError(f"'{inputNode.GetName()}' is a label map; InterSliceSR is for intensity images")
-        if inputNode.GetImageData() is None:
-            raise ValueError(f"volume '{inputNode.GetName()}' has no image data")
-        if inputNode.GetScene() is None:
-            raise ValueError(f"volume '{inputNode.GetName()}' is not in a scene")
+    def start(self, inputNode, params: RunParameters | None = None, on_event=None,
+              extraStacks=()) -> None:
+        """Write the input to a temporary NRRD and launch the engine; returns at once.
+
+        ``extraStacks``: more thick series of the same exam; the engine then fuses them with
+        the input (``intersr fuse``, the input is the reference) into one volume."""
+        extraStacks = list(extraStacks or ())
+        for node in [inputNode, *extraStacks]:
+            checkInputNode(node)
+        if any(node is inputNode for node in extraStacks) or \
+                len({id(node) for node in extraStacks}) != len(extraStacks):
+            raise ValueError("each stack can be given once")
+        if any(node.GetScene() is not inputNode.GetScene() for node in extraStacks):
+            raise ValueError("all stacks must be in the same scene")
         params = params or RunParameters()
         with InterSliceSRLogicCore._activeLock:
             if InterSliceSRLogicCore._activeRun is not None:
@@ -158,6 +163,7 @@ class InterSliceSRLogicCore:
             self.errorMessage = ""
             self.doneEvent = None
             self._inputNode = inputNode
+            self._extraStacks = extraStacks
             self._scene = inputNode.GetScene()
             self._params = params
             self._onEvent = on_event
@@ -177,7 +183,10 @@ class InterSliceSRLogicCore:
             inputPath = os.path.join(self._tempDir, "input.nrrd")
             outputPath = os.path.join(self._tempDir, "output.nrrd")
             writeVolumeToFile(inputNode, inputPath)
-            args = params.engineArgs(inputPath, outputPath, python=self.python)
+            if extraStacks:
+                args = self._fuseArgs(params, inputPath, outputPath)
+            else:
+                args = params.engineArgs(inputPath, outputPath, python=self.python)
             self._emit({"stage": "start", "message": "Running: " + " ".join(args[1:])})
             self._process = EngineProcess(args, cwd=self._tempDir)
         except BaseException:
@@ -202,6 +211,20 @@ class InterSliceSRLogicCore:
             message += f"; passed to the engine as --thickness {facts.slice_thickness:g}"
         self._emit({"stage": "log", "message": message})
         return params
+
+    def _fuseArgs(self, params, inputPath, outputPath) -> list:
+        """Every extra stack to its own NRRD; each stack's DICOM SliceThickness (if any)."""
+        paths, thicknesses = [inputPath], [params.sliceThickness or None]
+        for k, node in enumerate(self._extraStacks, start=1):
+            path = os.path.join(self._tempDir, f"stack{k}.nrrd")
+            writeVolumeToFile(node, path)
+            paths.append(path)
+            facts = dicomFacts(node, self.dicomDatabase)
+            thicknesses.append(facts.slice_thickness if facts else None)
+        self._emit({"stage": "log", "message": f"Fusing {len(paths)} stacks; the reference "
+                    f"(output frame) is '{self._inputNode.GetName()}'"})
+        return build_fuse_args(paths, outputPath, params.toOptions(), python=self.python,
+                               thicknesses=thicknesses)
 
     def _tick(self) -> None:
         """Timer callback: poll, and come back while the run goes on."""
@@ -290,9 +313,10 @@ class InterSliceSRLogicCore:
         self._emit({"stage": "cancelled", "message": "Cancelled: nothing was added to the scene"})
 
     def _inputPresent(self) -> bool:
-        node, scene = self._inputNode, self._scene
-        return (node is not None and scene is not None and node.GetScene() is scene
-                and bool(scene.IsNodePresent(node)))
+        scene = self._scene
+        return scene is not None and all(
+            node is not None and node.GetScene() is scene and bool(scene.IsNodePresent(node))
+            for node in [self._inputNode, *self._extraStacks])
 
     def _inputName(self) -> str:
         try:
@@ -335,6 +359,33 @@ class InterSliceSRLogicCore:
         self.start(inputNode, params, on_event=on_event)
         if not wait:
             return None
+        return self._waitForResult(timeout)
+
+    def fuse(self, stackNodes, spacing=None, device="auto", adaptSeconds=None, adaptSteps=None,
+             seed=0, wait=True, *, budget=None, noAdapt=True, on_event=None, timeout=None):
+        """Console API: fuse several thick series of one exam (the first is the reference: the
+        output takes its frame) into "<first> + N stacks (InterSliceSR synthesised)".
+
+        The stacks are registered rigidly to the first, each is super-resolved by the shipped
+        network (``noAdapt=False`` with a budget also fine-tunes it on each stack), and one
+        volume consistent with every stack is solved for (``intersr fuse``, docs/README).
+        Same conventions as ``process`` (``wait``, ``timeout``, ``RunError``, nothing added on
+        failure or cancel); the input nodes are only read."""
+        stackNodes = list(stackNodes)
+        if len(stackNodes) < 2:
+            raise ValueError("fusion needs two or more stacks; for one stack use process()")
+        adapting = not noAdapt and (budget or adaptSeconds or adaptSteps)
+        params = RunParameters(targetSpacing=spacing, device=device, seed=seed,
+                               budget=budget if adapting else None,
+                               adaptSteps=adaptSteps if adapting else None,
+                               adaptSeconds=adaptSeconds if adapting else None,
+                               noAdapt=not adapting)
+        self.start(stackNodes[0], params, on_event=on_event, extraStacks=stackNodes[1:])
+        if not wait:
+            return None
+        return self._waitForResult(timeout)
+
+    def _waitForResult(self, timeout):
         try:
             state = self.wait(timeout=timeout)
         except BaseException:  # KeyboardInterrupt in the console: stop the engine, add nothing
@@ -418,7 +469,9 @@ class InterSliceSRLogicCore:
 
         node = slicer.vtkMRMLScalarVolumeNode()
         readVolumeFromFile(node, outputPath)  # raises before anything is added to the scene
-        node.SetName(resultName(scene, inputNode.GetName()))
+        stacks = len(self._extraStacks) + 1
+        node.SetName(resultName(scene, inputNode.GetName() if stacks == 1
+                                else f"{inputNode.GetName()} + {stacks - 1} stacks"))
         node.SetDescription(formatProvenance(provenance))
         for key, value in provenance.items():
             node.SetAttribute(PROVENANCE_ATTRIBUTE_PREFIX + key, str(value))
@@ -446,6 +499,18 @@ class InterSliceSRLogicCore:
         with InterSliceSRLogicCore._activeLock:
             if InterSliceSRLogicCore._activeRun is self:
                 InterSliceSRLogicCore._activeRun = None
+
+
+def checkInputNode(node) -> None:
+    """A volume the engine can take: scalar, not a label map, with image data, in a scene."""
+    if node is None or not node.IsA("vtkMRMLScalarVolumeNode"):
+        raise ValueError("InterSliceSR needs a scalar volume node as input")
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise ValueError(f"'{node.GetName()}' is a label map; InterSliceSR is for intensity images")
+    if node.GetImageData() is None:
+        raise ValueError(f"volume '{node.GetName()}' has no image data")
+    if node.GetScene() is None:
+        raise ValueError(f"volume '{node.GetName()}' is not in a scene")
 
 
 def killedBySignal(returncode) -> str:

@@ -271,12 +271,13 @@ def _text(value: Any) -> str:
     return format(value, ".10g") if isinstance(value, float) else str(value)
 
 
-def engine_args(options: Any) -> list[str]:
-    """Flags for `intersr run` that reproduce `options` (defaults are left out)."""
+def engine_args(options: Any, only: tuple[str, ...] | None = None) -> list[str]:
+    """Flags for `intersr run` that reproduce `options` (defaults are left out); `only`: just
+    these options (e.g. FUSE_OPTIONS for `intersr fuse`)."""
     validate(options)
     args: list[str] = []
     for option in OPTIONS:
-        if not (option.cli and option.engine):
+        if not (option.cli and option.engine) or (only is not None and option.name not in only):
             continue
         value = getattr(options, option.name)
         if value is None or value == option.default:
@@ -294,6 +295,11 @@ def param_name(option: Option) -> str:
 
 
 ENGINE_OPTIONS: tuple[Option, ...] = tuple(o for o in OPTIONS if o.cli and o.engine)
+# The run options `intersr fuse` takes too (its stack list, thicknesses, reference, field of
+# view and registration are its own: cli/fuse.py).
+FUSE_OPTIONS: tuple[str, ...] = ("spacing", "profile", "device", "backend", "budget", "adapt_steps",
+                                 "adapt_seconds", "no_adapt", "seed", "force", "weights",
+                                 "progress", "parent_pid", "uncompressed")
 BUDGET_SECONDS_PARAM = "budgetSeconds"  # the GUI's custom time budget (budget == "seconds")
 
 

@@ -10,6 +10,7 @@ unless `--debug`.
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 import io
 import os
 import signal
@@ -42,23 +43,30 @@ def cmd_run(args: argparse.Namespace, input_path: str, output_path: str,
             progress: Progress) -> int:
     start = time.monotonic()
     run_options = options.from_namespace(args)
-    stop_watching = None
-    if run_options.parent_pid is not None:
-        from .watchdog import lower_priority, watch
-        stop_watching = watch(run_options.parent_pid, output_path, progress.log)
-        progress.log(f"intersr: following process {run_options.parent_pid} (--parent-pid): "
-                     f"{lower_priority()}, {options.cpu_threads(run_options)} CPU threads")
     from ..runners.pipeline import describe, run
-    try:
+    with following_parent(run_options, output_path, progress):
         result = run(input_path, output_path, run_options, progress)
-    finally:
-        if stop_watching is not None:
-            stop_watching.set()
     progress.log(f"intersr: {describe(result)}")
     progress.done(str(Path(output_path).resolve()), time.monotonic() - start,
                   data_consistency_db=round(result.data_consistency_db, 3),
                   provenance=result.provenance)
     return 0
+
+
+@contextmanager
+def following_parent(run_options, output_path: str, progress: Progress):
+    """With --parent-pid: lower priority, and a watchdog that cancels when that process ends."""
+    if run_options.parent_pid is None:
+        yield
+        return
+    from .watchdog import lower_priority, watch
+    stop_watching = watch(run_options.parent_pid, output_path, progress.log)
+    progress.log(f"intersr: following process {run_options.parent_pid} (--parent-pid): "
+                 f"{lower_priority()}, {options.cpu_threads(run_options)} CPU threads")
+    try:
+        yield
+    finally:
+        stop_watching.set()
 
 
 def cmd_info(args: argparse.Namespace) -> int:

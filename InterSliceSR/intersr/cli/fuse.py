@@ -14,9 +14,6 @@ from .. import options
 from ..errors import InputError
 from ..progress import Progress
 
-# run options `intersr fuse` takes (spacing, profile, compute, budget, progress, seed, force)
-RUN_OPTIONS = ("spacing", "profile", "device", "backend", "budget", "adapt_steps",
-               "adapt_seconds", "no_adapt", "seed", "force", "weights", "progress")
 
 
 def thickness_list(text: str) -> tuple[float | None, ...]:
@@ -51,7 +48,7 @@ def add_fuse_parser(sub, parents: list) -> None:
                       help="output field of view: the reference stack's, or the union of all")
     fuse.add_argument("--no-register", action="store_true",
                       help="trust the headers: no rigid registration between the stacks")
-    options.add_arguments(fuse, only=RUN_OPTIONS)
+    options.add_arguments(fuse, only=options.FUSE_OPTIONS)
 
 
 def settings_from(args: argparse.Namespace):
@@ -70,9 +67,12 @@ def settings_from(args: argparse.Namespace):
 def cmd_fuse(args: argparse.Namespace, progress: Progress) -> int:
     from ..runners.fuse import describe, fuse_files
 
+    from .app import following_parent
+
     start = time.monotonic()
-    result = fuse_files(args.stacks, args.output, options.from_namespace(args),
-                        settings_from(args), progress)
+    run_options = options.from_namespace(args)
+    with following_parent(run_options, args.output, progress):
+        result = fuse_files(args.stacks, args.output, run_options, settings_from(args), progress)
     progress.log(f"intersr: {describe(result)}")
     progress.done(str(Path(args.output).resolve()), time.monotonic() - start,
                   provenance=result.provenance)

@@ -150,7 +150,7 @@ def fuse_files(paths: list[str], output: str, options: RunOptions, settings: Fus
     progress.update("load", len(paths), len(paths))
     result = fuse_images(images, thicknesses, options, settings, progress, names)
     progress.update("write", 0, 1)
-    write_atomic(result.image, output, result.provenance)
+    write_atomic(result.image, output, result.provenance, compress=not options.uncompressed)
     progress.update("write", 1, 1)
     result.seconds = time.monotonic() - start
     return result
