@@ -10,7 +10,6 @@ unless `--debug`.
 from __future__ import annotations
 
 import argparse
-from contextlib import contextmanager
 import io
 import os
 import signal
@@ -22,8 +21,9 @@ from pathlib import Path
 from .. import __version__, options
 from ..errors import CANCEL_SIGNALS, Cancelled, InputError, InterSRError, ResourceError
 from ..progress import Progress
-from .fuse import add_fuse_parser, cmd_fuse
 from ..resources import SAMPLE
+from .fuse import add_fuse_parser, cmd_fuse
+from .watchdog import following_parent
 
 INTERNAL_ERROR = 1
 
@@ -51,22 +51,6 @@ def cmd_run(args: argparse.Namespace, input_path: str, output_path: str,
                   data_consistency_db=round(result.data_consistency_db, 3),
                   provenance=result.provenance)
     return 0
-
-
-@contextmanager
-def following_parent(run_options, output_path: str, progress: Progress):
-    """With --parent-pid: lower priority, and a watchdog that cancels when that process ends."""
-    if run_options.parent_pid is None:
-        yield
-        return
-    from .watchdog import lower_priority, watch
-    stop_watching = watch(run_options.parent_pid, output_path, progress.log)
-    progress.log(f"intersr: following process {run_options.parent_pid} (--parent-pid): "
-                 f"{lower_priority()}, {options.cpu_threads(run_options)} CPU threads")
-    try:
-        yield
-    finally:
-        stop_watching.set()
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -109,6 +93,11 @@ def _add_bench(sub) -> None:
                        "instead (256x256x40 and 512x512x80 at x4; see --sizes)")
     bench.add_argument("--sizes", default=None,
                        help="with --backends: x,y,z sizes separated by ';'")
+    bench.add_argument("--fusion", action="store_true",
+                       help="multi-stack fusion instead: simulated 2- and 3-stack exams, "
+                       "`intersr fuse` against B-spline and a classical reconstruction")
+    bench.add_argument("--quick", action="store_true",
+                       help="with --fusion: one held-out volume, two cases, smaller crops")
 
 
 def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
@@ -246,6 +235,9 @@ def _dispatch(args: argparse.Namespace, progress: Progress) -> int:
         if args.backends:
             from ..bench.backends import main as backends_main
             return backends_main(args)
+        if args.fusion:
+            from ..bench.fusion import main as fusion_main
+            return fusion_main(args)
         from ..bench.quality import main as bench_main
         return bench_main(args)
     if args.command == "train":

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import options
 from ..errors import InputError
 from ..progress import Progress
-
+from .watchdog import following_parent
 
 
 def thickness_list(text: str) -> tuple[float | None, ...]:
@@ -66,8 +66,6 @@ def settings_from(args: argparse.Namespace):
 
 def cmd_fuse(args: argparse.Namespace, progress: Progress) -> int:
     from ..runners.fuse import describe, fuse_files
-
-    from .app import following_parent
 
     start = time.monotonic()
     run_options = options.from_namespace(args)

@@ -18,9 +18,12 @@ import shutil
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InputError
+from ..options import cpu_threads
+from ..progress import Progress
 
 POLL_SECONDS = 0.5
 HARD_EXIT_SECONDS = 3.5  # after the polite cancel: poll + this < 5 s
@@ -157,3 +160,18 @@ def watch(pid: int, output_path: str, log=None) -> threading.Event:
 
     threading.Thread(target=loop, name="intersr-parent-watchdog", daemon=True).start()
     return stop
+
+
+@contextmanager
+def following_parent(run_options, output_path: str, progress: "Progress"):
+    """With --parent-pid: lower priority, and a watchdog that cancels when that process ends."""
+    if run_options.parent_pid is None:
+        yield
+        return
+    stop_watching = watch(run_options.parent_pid, output_path, progress.log)
+    progress.log(f"intersr: following process {run_options.parent_pid} (--parent-pid): "
+                 f"{lower_priority()}, {cpu_threads(run_options)} CPU threads")
+    try:
+        yield
+    finally:
+        stop_watching.set()

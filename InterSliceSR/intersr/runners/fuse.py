@@ -18,6 +18,7 @@ from .. import __version__, protocol
 from ..errors import InputError
 from ..options import RunOptions, adapts, validate
 from ..progress import Progress
+from ..volumes.geometry import to_image
 from ..volumes.read import read_image, to_volume
 from ..volumes.write import check_writable, write_atomic
 from .pipeline import super_resolve_volume
@@ -80,17 +81,26 @@ def read_stacks(paths: list[str], settings: FuseSettings, force: bool
     return images, thicknesses, names
 
 
-def network_prior(options: RunOptions):
-    """The single-stack super-resolution of one stack, as the fusion's learned prior."""
-    def upsample(image: sitk.Image, thickness: float | None, profile: str) -> sitk.Image:
+def network_prior(options: RunOptions, weights: dict):
+    """The single-stack super-resolution of one stack, as the fusion's learned prior: the
+    shipped network (fine-tuned on the stack when the options give a budget). `weights`
+    collects what ran, for the provenance."""
+    def upsample(image: sitk.Image, thickness: float | None, profile: str
+                 ) -> tuple[sitk.Image, str, float]:
         one = dataclasses.replace(options, spacing=None, factor=None, thickness=thickness,
                                   profile=profile, progress="none")
         validate(one)
         volume = to_volume(image, slice_thickness=thickness, force=True)
         result = super_resolve_volume(volume, one, Progress("none"))
-        from ..volumes.geometry import to_image
-        return to_image(np.asarray(result.array, np.float32), result.geometry)
+        weights.update(sha256=result.weights_sha256, backend=result.backend,
+                       steps=weights.get("steps", 0) + result.adaptation.steps)
+        output = to_image(np.asarray(result.array, np.float32), result.geometry)
+        return output, result.profile.shape, float(result.profile.fwhm)
     return upsample
+
+
+# the fusion's own stage names -> the progress protocol's
+STAGES = {"register": "register", "network": "prior", "operators": "fuse", "solve": "fuse"}
 
 
 def fuse_images(images: list[sitk.Image], thicknesses: list[float | None], options: RunOptions,
@@ -103,21 +113,27 @@ def fuse_images(images: list[sitk.Image], thicknesses: list[float | None], optio
     progress = progress or Progress("none")
     validate(options)
     names = names or [f"stack {k}" for k in range(len(images))]
-    say = lambda stage, done, total: progress.update(stage, done, total)  # noqa: E731
+    ran: dict = {}
+
+    def say(stage: str, done: int, total: int) -> None:
+        progress.update(STAGES.get(stage, "fuse"), done, total)
     try:
         image, report = fuse(images, thicknesses, reference=settings.reference,
                              spacing=options.spacing, fov=settings.fov,
                              register=settings.register, profile=options.profile,
-                             progress=say, upsample=network_prior(options),
-                             adapt=adapts(options), log=progress.log)
+                             progress=say, upsample=network_prior(options, ran),
+                             log=progress.log)
     except ValueError as exc:  # the fusion's own checks: overlap, registration, geometry
         raise InputError(str(exc)) from None
     stacks = report["stacks"]
     provenance = protocol.provenance(
         note=protocol.FUSED_NOTE.format(n=len(images)),
-        method=report["method"], version=__version__,
-        backend=report.get("backend", ""),
-        weights_sha256=report.get("weights_sha256", ""),
+        method="InterSliceSR fusion (rigid registration, each stack super-resolved by SliceINR"
+        + (", fine-tuned on it" if adapts(options) else ", no fine-tuning")
+        + ", one volume consistent with every stack)",
+        version=__version__, backend=ran.get("backend", ""),
+        weights_sha256=ran.get("sha256") or "none",
+        adapt_steps=str(ran.get("steps", 0)),
         output_spacing_mm=f"{report['grid']['spacing'][0]:.6g}",
         stacks=str(len(images)),
         inputs=" | ".join(names),
@@ -132,6 +148,7 @@ def fuse_images(images: list[sitk.Image], thicknesses: list[float | None], optio
             ("headers trusted" if s["registration_metric"] is None else
              f"correlation {-s['registration_metric']:.3f}, overlap {s['overlap']:.2f}")
             for k, s in enumerate(stacks)),
+        **({"warnings": " | ".join(report["warnings"])} if report["warnings"] else {}),
     )
     return FuseResult(image, provenance, report, time.monotonic() - start)
 

@@ -25,9 +25,9 @@ from ..networks.infer import super_resolve
 from ..options import RunOptions, adapts, cpu_threads, replace, validate
 from ..progress import Progress
 from ..resources import shipped_onnx
+from ..volumes import dicom_write
 from ..volumes.geometry import Geometry, Volume, output_geometry, to_image
 from ..volumes.grid import ISOTROPY_TOLERANCE, Grid, is_isotropic, plan
-from ..volumes import dicom_write
 from ..volumes.read import load_volume
 from ..volumes.write import check_writable, write_atomic
 from . import memory
