@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,10 +22,11 @@ from ..acquisition.metrics import foreground_mask, normaliser, psnr
 from ..methods.fusion import combine as fusion
 from ..methods.fusion.forward import Grid
 from ..methods.fusion.register import displacement_error
-from ..methods.fusion.stacks import corners  # noqa: E402
+from ..methods.fusion.stacks import corners
 from ..runners.fuse import network_prior
 from .cases import DEFAULT_DATA
 from .fusion_cases import load_truth, random_motion, simulate_stack
+from .timing import run_engine
 
 # seen in pre-training vs held out from it (resources.HELD_OUT), as in every bench table
 SEEN = ("brain_t1_seg3d", "brain_t1_memprage_fnndsc", "brain_t1_eun_fnndsc_8bit")
@@ -157,8 +159,44 @@ def targets(part: list[dict]) -> list[str]:
     return lines
 
 
+def fusion_timing(args, runs: int = 3) -> int:
+    """`intersr bench --fusion --timing`: `intersr fuse` with default settings on three stacks
+    of about 180 x 215 x 45 (1 mm pixels, 4 mm slices, 2 % noise, rigid motion) made from a
+    real volume, as a separate process: wall time and peak RSS, median of `runs`."""
+    data = Path(args.data or str(DEFAULT_DATA))
+    out = Path(args.out) / "fusion_timing"
+    out.mkdir(parents=True, exist_ok=True)
+    image = sitk.ReadImage(str(data / "brain_t1_eun_fnndsc_8bit.nii.gz"), sitk.sitkFloat32)
+    truth = sitk.Resample(image, [180, 215, 180], sitk.Transform(), sitk.sitkLinear,
+                          image.TransformContinuousIndexToPhysicalPoint([38, -12, -14]),
+                          (1.0, 1.0, 1.0), image.GetDirection(), 0.0, sitk.sitkFloat32)
+    rng = np.random.default_rng(5)
+    paths = []
+    for k, orientation in enumerate(("axial", "coronal", "sagittal")):
+        motion = None if k == 0 else random_motion(rng, corners(truth).mean(0))
+        stack, _ = simulate_stack(truth, orientation, 4, motion=motion, noise=0.02, rng=rng)
+        paths.append(str(out / f"{orientation}.nii.gz"))
+        sitk.WriteImage(stack, paths[-1])
+    rows = []
+    for run in range(runs):
+        code, seconds, peak = run_engine([*paths, "--output", str(out / "fused.nrrd"),
+                                          "--progress", "none"], command="fuse")
+        rows.append({"run": run, "exit_code": code, "wall_s": round(seconds, 1),
+                     "peak_rss_gb": round(peak / 2**30, 2),
+                     "sizes": [list(sitk.ReadImage(p).GetSize()) for p in paths]})
+        print(json.dumps(rows[-1]), flush=True)
+        (out / "timing.json").write_text(json.dumps(rows, indent=1) + "\n")
+    walls = sorted(r["wall_s"] for r in rows)
+    print(f"intersr fuse, three stacks, default settings: median {walls[len(walls) // 2]} s "
+          f"(min {walls[0]}, max {walls[-1]}), peak RSS up to "
+          f"{max(r['peak_rss_gb'] for r in rows)} GB")
+    return 0 if all(r["exit_code"] == 0 for r in rows) else 1
+
+
 def main(args) -> int:
     """`intersr bench --fusion [DATA] [--out DIR] [--quick] [--volumes a,b] [--cases c,d]`."""
+    if args.timing:
+        return fusion_timing(args)
     data = args.data or str(DEFAULT_DATA)
     out = os.path.join(args.out, "fusion")
     os.makedirs(out, exist_ok=True)

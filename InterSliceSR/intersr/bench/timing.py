@@ -50,10 +50,11 @@ class PeakRSS:
         self.peak = max(self.peak, self._rss())
 
 
-def run_engine(arguments: list[str]) -> tuple[int, float, int]:
-    """`python -m intersr run ...` as a separate process: exit code, wall seconds, peak RSS."""
+def run_engine(arguments: list[str], command: str = "run") -> tuple[int, float, int]:
+    """`python -m intersr run ...` (or another command) as a separate process: exit code, wall
+    seconds, peak RSS."""
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "intersr", "run", *arguments])
+    proc = subprocess.Popen([sys.executable, "-m", "intersr", command, *arguments])
     peak = 0
     while proc.poll() is None:
         try:
