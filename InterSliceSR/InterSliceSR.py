@@ -538,14 +538,12 @@ class InterSliceSRTest(ScriptedLoadableModuleTest):
         with self.assertRaises(RuntimeError):
             InterSliceSRLogic().start(inputVolume, RunParameters(adaptSteps=0))
         tempDir = logic.tempDir
-        started = time.monotonic()
+        # States, not durations (a loaded build machine takes any time): cancel returns while
+        # the tree is still stopping, and the logic's own timer finishes it.
         self.assertTrue(logic.cancel(wait=False))
-        self.assertLess(time.monotonic() - started, 0.1)  # the GUI thread is not held
-        while logic.isRunning and time.monotonic() - started < 5:
-            slicer.app.processEvents()
-            time.sleep(0.01)
+        self.assertTrue(logic.isCancelling or logic.state == "cancelled")
+        logic.wait(timeout=120)
         self.assertEqual(logic.state, "cancelled")
-        self.assertLess(time.monotonic() - started, 2.0)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
         self.assertFalse(os.path.exists(tempDir))
         self.delayDisplay("Cancel test passed")
