@@ -100,6 +100,15 @@ def child(root, name):
     return widget
 
 
+def widgets(root):
+    """The panel's named children as attributes, like ``slicer.util.childWidgetVariables``."""
+    from types import SimpleNamespace
+
+    from PySide6.QtWidgets import QWidget
+
+    return SimpleNamespace(**{w.objectName(): w for w in root.findChildren(QWidget) if w.objectName()})
+
+
 def apply_state(root, state: dict) -> None:
     """Set the properties ``panel_state`` decided, as InterSliceSR.py does with PythonQt."""
     for name, properties in state.items():
