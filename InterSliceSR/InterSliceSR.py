@@ -4,7 +4,8 @@ Thin Slicer layer (module, parameter node, widget, logic, test). Everything that
 need Qt lives in InterSliceSRLib/ (tested headless); the engine (intersr/) runs in a separate
 PythonSlicer process and is never imported here, so neither is torch.
 
-Supported Slicer versions: 5.6 to 5.12 and 5.13 (preview); see docs/slicer.md.
+Slicer versions: the Extensions Index builds the stable release and the preview; from a source
+checkout it also runs on 5.6 - 5.10 (docs/slicer.md, "Supported Slicer versions").
 """
 import dataclasses
 import logging
@@ -59,7 +60,7 @@ class InterSliceSR(ScriptedLoadableModule):
         self.parent.title = _("InterSliceSR")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Filtering")]
         self.parent.dependencies = []  # PyTorchUtils is optional at load time (used on first run)
-        self.parent.contributors = ["InterSliceSR developers (InterSliceSR project)"]
+        self.parent.contributors = ["InterSliceSR project (independent)"]  # as EXTENSION_CONTRIBUTORS
         self.parent.helpText = _("""
 Inter-slice super-resolution of a thick-slice (anisotropic) MR volume. A pretrained network is
 fine-tuned on the selected volume itself (self-supervised, in a background process) and computes
@@ -75,9 +76,10 @@ Pattern Recognition 2021, <a href="https://arxiv.org/abs/2003.12627">arXiv:2003.
 <br>Documentation: <a href="https://github.com/intersr/SlicerInterSliceSR/blob/main/docs/slicer.md">docs/slicer.md</a>.
 """)
         self.parent.acknowledgementText = _("""
+Engine, pretrained weights, Slicer module, tests and documentation: InterSliceSR project (independent).
 InterSliceSR builds on the methods of Wang et al. (ISBI 2024) and Xuan et al. (Pattern Recognition
-2021), on 3D Slicer's scripted module template, and on the PyTorch extension (SlicerPyTorch) for
-installing PyTorch. The sample scan is KmeansTest_T1UCharRaw from the Insight Toolkit examples
+2021), on 3D Slicer's scripted module template, and on light-the-torch (as the PyTorch extension uses it)
+for installing PyTorch. The sample scan is KmeansTest_T1UCharRaw from the Insight Toolkit examples
 (Apache-2.0).
 """)
         # Sample data is registered once the application has started (SampleData is loaded then).

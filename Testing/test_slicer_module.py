@@ -270,6 +270,68 @@ def test_docs_say_the_install_runs_in_the_background():
     assert "background" in docs and "light-the-torch" in docs and "Quick result" in docs
 
 
+def test_self_test_skips_engine_runs_without_torch():
+    run = FUNCTIONS["runTest"]
+    body = [ast.unparse(s) for s in run.body]
+    gate = next(i for i, s in enumerate(body) if "torch_installed()" in s)
+    assert "return" in body[gate]
+    engine_tests = {"test_SampleResultNode", "test_CancelAddsNothing", "test_FailureAddsNothing"}
+    for i, line in enumerate(body):
+        if any(t in line for t in engine_tests):
+            assert i > gate, line
+    assert any("test_SampleAndInputChecks" in line for line in body[:gate])
+    without = ast.unparse(FUNCTIONS["_runWithoutTorch"])
+    assert "find_spec('onnxruntime')" in without and "SKIPPED" in without
+    assert "self.test_QuickResultNode()" in without
+    assert "adaptSteps=0" in ast.unparse(FUNCTIONS["test_QuickResultNode"])
+    assert "psutil" not in ast.unparse(next(n for n in ast.walk(TREE) if isinstance(n, ast.ClassDef)
+                                            and n.name == "InterSliceSRTest"))
+
+
+# ---------------------------------------------------------------- item 10: Extensions Index
+def test_extension_index_metadata():
+    import check_extension_index as check
+
+    assert check.check() == []
+    meta = json.loads((ROOT / "docs" / "extensions-index" / "InterSliceSR.json").read_text(encoding="utf-8"))
+    assert meta["build_dependencies"] == ["PyTorch"]
+    cmake = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    shots = check.cmake_set(cmake, "EXTENSION_SCREENSHOTURLS").split()
+    assert shots and all(("-Slicer-" in s) or ("offscreen-Qt-render" in s) for s in shots)
+    contributors = check.cmake_set(cmake, "EXTENSION_CONTRIBUTORS")
+    assert "developers" not in contributors and contributors == "InterSliceSR project (independent)"
+    # the module says the same, and README documents the top-level Resources/ the URLs point into
+    assert "InterSliceSR project (independent)" in MODULE_FILE.read_text(encoding="utf-8")
+    layout = (ROOT / "README.md").read_text(encoding="utf-8").split("## Layout", 1)[1]
+    tree = layout.split("```")[1]
+    top = [line for line in tree.splitlines() if line and not line.startswith(" ")]
+    assert any(line.startswith("Resources/ ") for line in top)  # the top-level Resources/ of the URLs
+    assert "  InterSliceSR.png" in tree and "  Screenshots/" in tree
+
+
+def test_extension_index_check_catches_the_old_metadata(tmp_path):
+    import check_extension_index as check
+
+    (tmp_path / "docs" / "extensions-index").mkdir(parents=True)
+    (tmp_path / "docs" / "extensions-index" / "InterSliceSR.json").write_text(json.dumps(
+        {"scm_url": "https://github.com/intersr/SlicerInterSliceSR", "category": "Filtering",
+         "build_dependencies": []}))
+    (tmp_path / "LICENSE").write_text("x")
+    (tmp_path / "CMakeLists.txt").write_text(
+        'project(InterSliceSR)\nset(EXTENSION_HOMEPAGE "https://github.com/intersr/SlicerInterSliceSR")\n'
+        'set(EXTENSION_CATEGORY "Filtering")\nset(EXTENSION_CONTRIBUTORS "InterSliceSR contributors")\n'
+        'set(EXTENSION_ICONURL "https://raw.githubusercontent.com/intersr/SlicerInterSliceSR/main/Resources/InterSliceSR.png")\n'
+        'set(EXTENSION_SCREENSHOTURLS "")\nset(EXTENSION_DEPENDS "PyTorch")\n')
+    problems = "\n".join(check.check(tmp_path))
+    assert "EXTENSION_SCREENSHOTURLS is empty" in problems
+    assert "EXTENSION_CONTRIBUTORS" in problems and "build_dependencies must list PyTorch" in problems
+    assert "InterSliceSR.png does not exist" in problems
+    (tmp_path / "CMakeLists.txt").write_text(
+        'project(InterSliceSR)\nset(EXTENSION_CONTRIBUTORS "InterSliceSR developers (InterSliceSR project)")\n'
+        'set(EXTENSION_CATEGORY "Filtering")\n')
+    assert "placeholder entries: InterSliceSR developers" in "\n".join(check.check(tmp_path))
+
+
 # ---------------------------------------------------------------- quick mode (no fine-tuning)
 def test_quick_mode_needs_onnxruntime_instead_of_torch(monkeypatch):
     import importlib.util

@@ -130,8 +130,9 @@ def _sample_node(scene):
     return node
 
 
-def build_rendered_panel(ui, running=False):
-    """The panel as the module shows it with the embedded sample selected."""
+def build_rendered_panel(ui, running=False, first_use=False):
+    """The panel as the module shows it with the embedded sample selected (``first_use``: no
+    PyTorch yet, so the main button offers the quick result)."""
     from InterSliceSRLib import dependencies
     from InterSliceSRLib.geometry import describe_volume_node
 
@@ -142,9 +143,10 @@ def build_rendered_panel(ui, running=False):
     binding.bind(ModelLogic(scene, "5.12", panel_qt.PARAMS).getParameterNode())
     panel_qt.child(ui, "inputSelector").setCurrentNodeName(node.GetName())
     info = describe_volume_node(node)
-    panel_qt.apply_state(ui, panel_state(running=running, info=info, needs_install=False))
-    panel_qt.child(ui, "torchLabel").setText(dependencies.format_torch_info(
-        {"torch": {"installed": True, "version": "2.13.0", "cuda": False}}))
+    panel_qt.apply_state(ui, panel_state(running=running, info=info, needs_install=first_use,
+                                         torch_ready=not first_use))
+    torch = {"installed": False} if first_use else {"installed": True, "version": "2.13.0", "cuda": False}
+    panel_qt.child(ui, "torchLabel").setText(dependencies.format_torch_info({"torch": torch}))
     panel_qt.child(ui, "progressBar").setVisible(running)
     return info
 
@@ -216,3 +218,31 @@ def test_every_choice_label_is_a_literal_tr_call():
     labels = choice_labels()
     for name, choices in GUI_CHOICES.items():
         assert set(choices) <= set(labels[name]), name
+
+
+def test_first_use_panel_offers_the_quick_result(ui, tmp_path):
+    build_rendered_panel(ui, first_use=True)
+    apply = panel_qt.child(ui, "applyButton")
+    assert apply.isEnabled() and apply.text() == "Quick result"
+    assert not panel_qt.child(ui, "budgetComboBox").isEnabled() and not panel_qt.child(ui, "quickCheckBox").isEnabled()
+    install = panel_qt.child(ui, "installDependenciesButton")
+    assert install.isEnabled() and install.text() == "Install dependencies"
+    assert panel_qt.child(ui, "torchLabel").text().startswith("PyTorch is not installed")
+
+
+def test_index_screenshot_is_named_and_captioned_an_offscreen_render(qapp, tmp_path):
+    """The Extensions Index screenshot is made by scripts/render_panel.py: its file name says
+    what it is, and so does a caption drawn into its pixels (the index shows no caption)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import render_panel
+
+    assert "offscreen-Qt-render" in render_panel.SCREENSHOT.name
+    assert render_panel.SCREENSHOT.parent == ROOT / "Resources" / "Screenshots"
+    assert "not a Slicer screenshot" in render_panel.CAPTION
+    out = render_panel.compose(tmp_path / "shot.png")
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(out))
+    assert image.width() > 1000 and image.height() >= 800
+    committed = QImage(str(render_panel.SCREENSHOT))
+    assert not committed.isNull() and committed.width() == image.width()
