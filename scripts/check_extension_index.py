@@ -11,7 +11,10 @@ plus the Slicer conventions the index reviewers ask for:
 - CMakeLists.txt sets EXTENSION_ICONURL and EXTENSION_SCREENSHOTURLS literally (the index reads
   the file as text), non-empty, http(s), each a raw URL of *this* repository whose file exists
   here and is a PNG/JPEG/GIF;
-- EXTENSION_CONTRIBUTORS entries are "Name (Organization)"; EXTENSION_DEPENDS has PyTorch;
+- EXTENSION_CONTRIBUTORS entries are "Name (Organization)", none a placeholder ("... developers");
+  EXTENSION_DEPENDS has PyTorch;
+- a screenshot's file name says what it is: a Slicer screenshot ("-Slicer-<version>") or an
+  offscreen render ("offscreen"), never one passed off as the other;
 - a LICENSE file exists.
 Exit code 0 when everything holds; otherwise one line per problem and exit code 1.
 """
@@ -63,6 +66,9 @@ def check(root: Path = ROOT) -> list:
     entries = [c.strip() for c in contributors.split(",") if c.strip()]
     if not entries or not all(re.fullmatch(r"[^()]+ \([^()]+\)", c) for c in entries):
         problems.append(f"EXTENSION_CONTRIBUTORS '{contributors}' is not 'Name (Organization), ...'")
+    placeholders = [c for c in entries if re.search(r"\b(developers|contributors|team|authors|TODO)\b", c, re.I)]
+    if placeholders:
+        problems.append(f"EXTENSION_CONTRIBUTORS has placeholder entries: {', '.join(placeholders)}")
     homepage = cmake_set(cmake, "EXTENSION_HOMEPAGE") or ""
     if not homepage.startswith(f"https://{scm.netloc}/{repo_path}"):
         problems.append(f"EXTENSION_HOMEPAGE '{homepage}' is not in the repository {meta.get('scm_url')}")
@@ -80,10 +86,14 @@ def check(root: Path = ROOT) -> list:
             path = root / url[len(raw_prefix):]
             if not path.is_file():
                 problems.append(f"{key}: {path.relative_to(root)} does not exist yet"
-                                + (" (take it in Slicer: docs/slicer.md, 'Before a release')"
+                                + (" (scripts/render_panel.py makes the offscreen render; a Slicer "
+                                   "screenshot: docs/slicer.md, 'Before a release')"
                                    if key == "EXTENSION_SCREENSHOTURLS" else ""))
             elif not path.read_bytes()[:8].startswith(IMAGE_MAGIC):
                 problems.append(f"{key}: {path.relative_to(root)} is not a PNG/JPEG/GIF image")
+            elif key == "EXTENSION_SCREENSHOTURLS" and "Slicer" not in path.name and "offscreen" not in path.name:
+                problems.append(f"{key}: {path.name} must say what it is: a real Slicer screenshot "
+                                "('...-Slicer-<version>.png') or an offscreen render ('...-offscreen-...')")
     if not (root / "LICENSE").is_file():
         problems.append("LICENSE file missing")
     return problems

@@ -27,10 +27,13 @@ def disconnect_gui(wrapper, tag) -> None:
 class ParameterNodeBinding:
     """The widget's one connection between its GUI and a parameter node wrapper."""
 
-    def __init__(self, gui):
+    def __init__(self, gui, after_connect=None):
         self.gui = gui
         self.wrapper = None
         self.tag = None
+        # Called with the GUI after each connection: the wrapper has just refilled the combo
+        # boxes with the choice values (the module shows translated labels instead).
+        self.after_connect = after_connect
 
     @property
     def node(self):
@@ -46,6 +49,8 @@ class ParameterNodeBinding:
         if wrapper is not None:
             self.wrapper = wrapper
             self.tag = wrapper.connectGui(self.gui)
+            if self.after_connect is not None:
+                self.after_connect(self.gui)
         return True
 
     def unbind(self) -> None:

@@ -1,21 +1,23 @@
-"""Dependencies on first use: one confirmation, one restart question, none in testing mode.
+"""Dependencies on first use: one confirmation, installed in the background, none in testing mode.
 
-- torch: through the PyTorch extension's ``PyTorchUtils`` (it picks the CUDA build that matches
-  the NVIDIA driver with light-the-torch). The extension is declared in EXTENSION_DEPENDS.
-  ``installTorch`` ends with ``import torch``: after an install, torch IS loaded in Slicer's
-  process (the module itself never imports it; the engine runs in its own process).
-- everything else: ``Resources/requirements.txt`` through ``slicer.packaging.pip_ensure``
-  (Slicer >= 5.12, its own prompts turned off) or ``slicer.util.pip_install`` (5.6 - 5.10),
-  always with a constraints file pinning Slicer's own numpy / SimpleITK / vtk.
-- the user is asked once for everything (``ensure_dependencies``); whether Slicer must restart
-  is returned, and the caller asks that once, never in testing mode.
+- what is missing: ``install_plan`` (torch, the packages of ``Resources/requirements.txt``, and
+  ONNX Runtime whenever torch is missing: the quick result runs on it, without adaptation);
+- how it is installed: ``install_steps`` -> commands that ``installer.BackgroundInstall`` runs
+  in background processes (``PythonSlicer -m pip install``; torch with light-the-torch, the
+  installer the PyTorch extension's PyTorchUtils uses, which picks the CUDA build that matches
+  the NVIDIA driver), always with a constraints file pinning Slicer's own numpy / SimpleITK /
+  vtk. Nothing is installed on the GUI thread and no Slicer installer dialog is shown, so a
+  failure reads the same on Slicer 5.6 to 5.13 (``installer.pip_failure``).
+- the user is asked once for everything (``confirmation_text``); whether Slicer must restart
+  (a package that was already imported was replaced) is ``restart_needed``; never in testing.
 - Intel Macs: the last torch built for them (2.2) needs numpy < 2; Slicer 5.10+ ships numpy 2,
-  so installing torch there is refused with a clear message (``torch_blocker``).
+  so installing torch there is refused with a clear message (``torch_blocker``); the quick
+  result (ONNX Runtime) still works there.
 - what the engine can use (torch / onnxruntime versions, CUDA, GPU name and memory) is asked
   from the engine itself, ``intersr info --json``, in a background process (``info_args``),
-  so the module never imports torch itself.
+  so the module never imports torch itself (nor does the background install).
 
-Qt-free: dialogs are passed in (the module passes slicer.util's).
+Qt-free: the module passes its dialogs and timer.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import sys
 import tempfile
 
 from .engine_process import python_executable
+from .i18n import _
 
 MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIREMENTS_FILE = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
@@ -61,21 +64,21 @@ def info_from_event(event: dict) -> dict | None:
 def format_torch_info(info: dict | None) -> str:
     """One line for the GUI from ``intersr info --json`` (None: still asking)."""
     if not info:
-        return "checking PyTorch..."
+        return _("checking PyTorch...")
     torch = info.get("torch") or {}
     if not torch.get("installed"):
-        return "PyTorch is not installed"
+        return _("PyTorch is not installed: the quick result (ONNX Runtime, no adaptation) is offered")
     if torch.get("error"):
-        return f"PyTorch is installed but failed: {torch['error']}"
-    text = f"PyTorch {torch.get('version', '?')}"
+        return _("PyTorch is installed but failed: {error}").format(error=torch["error"])
+    text = _("PyTorch {version}").format(version=torch.get("version", "?"))
     if torch.get("cuda"):
         gpus = info.get("gpus") or [{}]
         gpu = gpus[0].get("name") or "GPU"
         memory = f", {gpus[0]['memory_gib']} GiB" if gpus[0].get("memory_gib") else ""
         cuda = f"CUDA {torch['cuda_version']}" if torch.get("cuda_version") else "CUDA"
-        text += f", {cuda} available: {gpu}{memory}"
+        text += ", " + _("{cuda} available: {gpu}").format(cuda=cuda, gpu=gpu) + memory
     else:
-        text += ", CUDA not available: runs on the CPU (slower; use the 'fast' budget)"
+        text += ", " + _("CUDA not available: runs on the CPU (slower; use the 'fast' budget)")
     return text
 
 
@@ -130,25 +133,6 @@ def write_constraints(directory: str | None = None) -> str:
     return path
 
 
-def install_python_requirements(requirements: list, requester: str = "InterSliceSR") -> None:
-    """pip-install ``requirements`` (already confirmed by the user: no prompt of its own)."""
-    import slicer
-
-    constraints = write_constraints()
-    try:
-        try:
-            import slicer.packaging as packaging  # Slicer >= 5.12
-        except ImportError:
-            packaging = None
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
-            packaging.pip_ensure(requirements, constraints=constraints, requester=requester,
-                                 prompt_install=False, prompt_restart=False)
-        else:
-            slicer.util.pip_install([*requirements, "-c", constraints])
-    finally:
-        os.remove(constraints)
-
-
 # ------------------------------------------------------------------------------ torch
 LAST_INTEL_MAC_TORCH = "2.2"
 
@@ -172,45 +156,22 @@ def torch_blocker(system: str | None = None, machine: str | None = None, numpy_v
     return None
 
 
-def pytorch_utils_logic():
-    """The PyTorch extension's logic, or None when the extension is not installed."""
-    try:
-        import PyTorchUtils  # on sys.path when the PyTorch extension is installed
-
-        return PyTorchUtils.PyTorchUtilsLogic()
-    except ImportError:
-        pass
-    import slicer
-
-    try:  # same logic, through the module manager (creates the module's widget if needed)
-        return slicer.util.getModuleLogic("PyTorchUtils")
-    except Exception:
-        return None
-
-
-def install_torch(logic=None) -> None:
-    """Install torch with PyTorchUtils (already confirmed: no prompt of its own). Note that
-    ``installTorch`` imports torch into this process when it is done."""
-    logic = logic or pytorch_utils_logic()
-    if logic is None:
-        raise RuntimeError("The 'PyTorch' extension is missing: install it from the Extensions Manager "
-                           "(it installs the PyTorch build that matches your GPU driver), restart Slicer "
-                           "and try again.")
-    torch = logic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.0")
-    if torch is None:
-        raise RuntimeError("PyTorch was not installed (see the log for PyTorchUtils' message)")
-
-
 ONNX_REQUIREMENT = "onnxruntime>=1.16"  # the quick mode's runtime when torch is absent
+
+
+def onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def install_plan(quick: bool = False) -> dict:
     """What is missing: {"torch": bool, "packages": [...], "blocker": message or None}.
-    ``quick`` (no fine-tuning) needs no torch: ONNX Runtime runs the shipped network."""
+    ``quick`` (no fine-tuning) needs no torch: ONNX Runtime runs the shipped network. Whenever
+    torch is missing, ONNX Runtime is planned first, so the quick result can run while torch
+    is still being installed."""
     has_torch = torch_installed()
     need_torch = not quick and not has_torch
     packages = missing_requirements()
-    if quick and not has_torch and importlib.util.find_spec("onnxruntime") is None:
+    if not has_torch and not onnxruntime_installed():
         packages.append(ONNX_REQUIREMENT)
     blocker = torch_blocker() if need_torch else None
     if blocker:
@@ -218,38 +179,62 @@ def install_plan(quick: bool = False) -> dict:
     return {"torch": need_torch, "packages": packages, "blocker": blocker}
 
 
-def ensure_dependencies(confirm, testing: bool = False, plan: dict | None = None, *,
-                        torch_installer=install_torch, package_installer=install_python_requirements) -> dict:
-    """Install what is missing after ONE confirmation. Returns {"installed": [...],
-    "declined": bool, "skipped_in_testing": bool, "restart_needed": bool}.
+def plan_is_empty(plan: dict) -> bool:
+    return not (plan["torch"] or plan["packages"])
 
-    ``confirm(message, title) -> bool`` is the only dialog shown here (the module passes
-    ``slicer.util.confirmOkCancelDisplay``). In testing mode nothing is installed (a test must
-    not change Slicer's Python). Raises RuntimeError with a clear message when it cannot be done.
-    """
-    plan = install_plan() if plan is None else plan
-    result = {"installed": [], "declined": False, "skipped_in_testing": False, "restart_needed": False}
-    wanted = (["torch (through the PyTorch extension)"] if plan["torch"] else []) + list(plan["packages"])
-    if not wanted:
-        return result
+
+def confirmation_text(plan: dict) -> str:
+    """The one question asked before anything is installed."""
+    wanted = list(plan["packages"]) + ([_("torch (the build that matches your GPU driver)")] if plan["torch"] else [])
+    return (_("InterSliceSR needs these Python packages, which are not installed yet:") + "\n\n"
+            + "\n".join(f"- {w}" for w in wanted) + "\n\n"
+            + _("Download and install them into Slicer's Python now? It runs in the background "
+                "(PyTorch can take minutes; 'Cancel install' in the module panel stops it), and the "
+                "quick result is available as soon as ONNX Runtime is in."))
+
+
+def install_steps(plan: dict, constraints: str, python: str | None = None) -> list:
+    """Background commands for ``plan`` (raises RuntimeError with the blocker's message):
+    the packages first (ONNX Runtime among them: seconds), then PyTorch (minutes)."""
+    from .installer import pip_step, torch_steps
+
     if plan.get("blocker"):
         raise RuntimeError(plan["blocker"])
-    if testing:
-        result["skipped_in_testing"] = True
-        return result
-    if not confirm("InterSliceSR needs these Python packages, which are not installed yet:\n\n"
-                   + "\n".join(f"- {w}" for w in wanted)
-                   + "\n\nDownload and install them into Slicer's Python now (this can take minutes)?",
-                   "InterSliceSR - install dependencies"):
-        result["declined"] = True
-        return result
-    imported_before = {name for name in _IMPORT_NAMES.values() if name in sys.modules}
-    if plan["torch"]:
-        torch_installer()
-        result["installed"].append("torch")
-    if plan["packages"]:
-        package_installer(list(plan["packages"]))
-        result["installed"] += list(plan["packages"])
-        changed = {_IMPORT_NAMES.get(_split_requirement(r)[0].lower(), "") for r in plan["packages"]}
-        result["restart_needed"] = bool(changed & imported_before)
-    return result
+    python = python or python_executable()
+    steps = [pip_step(python, list(plan["packages"]), constraints)] if plan["packages"] else []
+    return steps + (torch_steps(python, constraints) if plan["torch"] else [])
+
+
+def imported_packages() -> set:
+    """Import names of planned packages that are loaded now (call before installing)."""
+    return {name for name in _IMPORT_NAMES.values() if name in sys.modules}
+
+
+def restart_needed(installed_requirements: list, imported_before: set) -> bool:
+    """A package that was already imported in Slicer was replaced: Slicer must restart."""
+    changed = {_IMPORT_NAMES.get(_split_requirement(r)[0].lower(), "") for r in installed_requirements}
+    return bool(changed & imported_before)
+
+
+def start_install(plan: dict, confirm, *, testing: bool = False, schedule=None, on_line=None,
+                  on_step_done=None, on_finished=None, python: str | None = None, launcher=None):
+    """Ask ONCE, then install ``plan`` in the background; returns the running
+    ``installer.BackgroundInstall``, or None when nothing was started (nothing missing,
+    declined, or testing mode: a test must not change Slicer's Python). Raises RuntimeError
+    with the blocker's message before asking anything. ``restart_needed`` is set on the
+    install (True when a package Slicer had already imported was replaced)."""
+    from .installer import BackgroundInstall
+
+    if plan_is_empty(plan):
+        return None
+    if plan.get("blocker"):
+        raise RuntimeError(plan["blocker"])
+    if testing or not confirm(confirmation_text(plan), _("InterSliceSR - install dependencies")):
+        return None
+    constraints = write_constraints()
+    extra = {} if launcher is None else {"launcher": launcher}
+    install = BackgroundInstall(install_steps(plan, constraints, python), on_line=on_line,
+                                on_step_done=on_step_done, on_finished=on_finished, schedule=schedule, **extra)
+    install.temp_files.append(constraints)
+    install.restart_needed = restart_needed(list(plan["packages"]), imported_packages())
+    return install.start()

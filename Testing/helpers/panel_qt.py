@@ -100,13 +100,24 @@ def child(root, name):
     return widget
 
 
+def widgets(root):
+    """The panel's named children as attributes, like ``slicer.util.childWidgetVariables``."""
+    from types import SimpleNamespace
+
+    from PySide6.QtWidgets import QWidget
+
+    return SimpleNamespace(**{w.objectName(): w for w in root.findChildren(QWidget) if w.objectName()})
+
+
 def apply_state(root, state: dict) -> None:
     """Set the properties ``panel_state`` decided, as InterSliceSR.py does with PythonQt."""
     for name, properties in state.items():
         widget = child(root, name)
         for key, value in properties.items():
             widget.setProperty(key, value)
-            assert widget.property(key) == value, (name, key, widget.property(key), value)
+            # "visible" reads False while the panel itself is not shown: check what was set
+            shown = (not widget.isHidden()) if key == "visible" else widget.property(key)
+            assert shown == value, (name, key, shown, value)
 
 
 def render(root, path, width=420) -> Path:

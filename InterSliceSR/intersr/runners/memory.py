@@ -11,6 +11,8 @@ command in docs/benchmarks.md, "Memory"), and rounded up.
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import Optional
 
 from ..errors import ResourceError
@@ -44,24 +46,93 @@ def required_bytes(grid: Grid, backend: str = "torch") -> int:
     return int(RUNTIME_BYTES[backend] + max(inference, writing) + out + INPUT_COPIES * inp)
 
 
-def available_bytes() -> int:
-    """Memory the system can give now (psutil when installed, /proc/meminfo otherwise)."""
+def _meminfo_available() -> Optional[int]:
+    """Linux: MemAvailable from /proc/meminfo."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _windows_available() -> Optional[int]:
+    """Windows: ullAvailPhys of GlobalMemoryStatusEx (ctypes, standard library)."""
+    import ctypes
+
+    class MemoryStatusEx(ctypes.Structure):
+        _fields_ = [("dwLength", ctypes.c_ulong), ("dwMemoryLoad", ctypes.c_ulong),
+                    ("ullTotalPhys", ctypes.c_ulonglong), ("ullAvailPhys", ctypes.c_ulonglong),
+                    ("ullTotalPageFile", ctypes.c_ulonglong), ("ullAvailPageFile", ctypes.c_ulonglong),
+                    ("ullTotalVirtual", ctypes.c_ulonglong), ("ullAvailVirtual", ctypes.c_ulonglong),
+                    ("ullAvailExtendedVirtual", ctypes.c_ulonglong)]
+
+    status = MemoryStatusEx()
+    status.dwLength = ctypes.sizeof(MemoryStatusEx)
+    if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
+        return None
+    return int(status.ullAvailPhys)
+
+
+def _vm_stat_available(text: Optional[str] = None) -> Optional[int]:
+    """macOS: free + inactive + speculative pages of `vm_stat` (what the system can give
+    without swapping, as Activity Monitor counts it), times the page size it states."""
+    import re
+    import subprocess
+
+    if text is None:
+        try:
+            text = subprocess.run(["vm_stat"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    page = re.search(r"page size of (\d+) bytes", text)
+    pages = {m.group(1).lower(): int(m.group(2)) for m in re.finditer(r"Pages (\w+):\s+(\d+)", text)}
+    if page is None or "free" not in pages:
+        return None
+    return int(page.group(1)) * sum(pages.get(k, 0) for k in ("free", "inactive", "speculative"))
+
+
+def _sysconf_available() -> Optional[int]:
+    """Other POSIX systems that have it: available physical pages times the page size."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def available_bytes() -> Optional[int]:
+    """Memory the system can give now, in bytes: psutil when installed, else a standard-library
+    call for this platform (/proc/meminfo on Linux, GlobalMemoryStatusEx on Windows, vm_stat on
+    macOS, sysconf elsewhere). None when none of them answers: the check is then skipped."""
     try:
         import psutil
         return int(psutil.virtual_memory().available)
     except ImportError:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    raise ResourceError("cannot tell how much memory is available (install psutil)")
+        pass
+    if sys.platform.startswith("win"):
+        probes = (_windows_available,)
+    elif sys.platform == "darwin":
+        probes = (_vm_stat_available, _sysconf_available)
+    else:
+        probes = (_meminfo_available, _sysconf_available)
+    for probe in probes:
+        try:
+            value = probe()
+        except Exception:  # a probe that cannot run here is no answer, never an error
+            value = None
+        if value:
+            return value
+    return None
 
 
 def check(grid: Grid, backend: str = "torch", available: Optional[int] = None) -> int:
-    """Refuse up front when the run cannot fit; returns the bytes it needs."""
+    """Refuse up front when the run cannot fit; returns the bytes it needs (no refusal when
+    the available memory cannot be told on this system)."""
     needed = required_bytes(grid, backend)
     available = available_bytes() if available is None else available
-    if needed > available:
+    if available is not None and needed > available:
         raise ResourceError(f"the run needs about {needed / 2**30:.2f} GB of memory but only "
                             f"{available / 2**30:.2f} GB is available; choose a coarser "
                             "--spacing, crop the volume, or free memory")
