@@ -381,7 +381,9 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._appendLog(_("Quick result: the shipped network with ONNX Runtime, no adaptation."))
         try:
             with slicer.util.tryWithErrorDisplay(_("Failed to start InterSliceSR."), waitCursor=True):
-                self.logic.start(self._parameterNode.inputVolume, params, on_event=self.onEngineEvent)
+                inputVolume = self._parameterNode.inputVolume  # + checked stacks: fusion
+                extra = [n for n in self.ui.extraStacksSelector.checkedNodes() if n is not inputVolume]
+                self.logic.start(inputVolume, params, on_event=self.onEngineEvent, extraStacks=extra)
         except Exception as exc:  # already shown by tryWithErrorDisplay, which re-raises
             self.ui.progressBar.setVisible(False)
             self.ui.statusLabel.text = _("Could not start: {error}").format(error=exc)

@@ -1,6 +1,6 @@
 """The module panel from Resources/UI/InterSliceSR.ui built with REAL Qt widgets (PySide6),
-with stand-ins only for the three Slicer/CTK classes it uses (ctkCollapsibleButton,
-qMRMLNodeComboBox, qMRMLWidget). Used by the Qt tests and scripts/render_panel.py.
+with stand-ins only for the Slicer/CTK classes it uses (ctkCollapsibleButton,
+qMRMLNodeComboBox, qMRMLCheckableNodeComboBox, qMRMLWidget). Used by the Qt tests and scripts/render_panel.py.
 """
 from __future__ import annotations
 
@@ -62,8 +62,15 @@ def _classes():
             self.clear()
             self.addItem(name)
 
+    class CheckableNodeComboBoxStandIn(QComboBox):
+        """qMRMLCheckableNodeComboBox stand-in: shows the checked nodes' names."""
+
+        def setCheckedNodeNames(self, names):
+            self.clear()
+            self.addItem(", ".join(names) if names else "(none)")
+
     return {"ctkCollapsibleButton": CollapsibleButtonStandIn, "qMRMLNodeComboBox": NodeComboBoxStandIn,
-            "qMRMLWidget": QWidget}
+            "qMRMLCheckableNodeComboBox": CheckableNodeComboBoxStandIn, "qMRMLWidget": QWidget}
 
 
 def load_panel():
