@@ -98,6 +98,9 @@ def _add_bench(sub) -> None:
                        "`intersr fuse` against B-spline and a classical reconstruction")
     bench.add_argument("--quick", action="store_true",
                        help="with --fusion: one held-out volume, two cases, smaller crops")
+    bench.add_argument("--stacks", nargs="+", default=None, metavar="STACK",
+                       help="with --fusion: real stacks of one exam (no reference): the "
+                       "leave-one-stack-out consistency check instead")
 
 
 def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
