@@ -107,6 +107,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("force", bool, False, "process label-map-like input anyway"),
     Option("weights", str, None, "weights file or folder with weights.json (default: the "
            "shipped ones), or 'none' to train from scratch", metavar="PATH|none"),
+    Option("threads", int, None, "CPU threads of this run (default: every core); `intersr "
+           "batch` gives each worker its share", metavar="N", minimum=1, engine=False),
     Option("progress", str, "bar", "progress on stderr (bar), JSON lines on stdout (jsonl) or "
            "none", choices=PROGRESS_MODES, engine=False),
     Option("design", str, "inr", "network design when training from scratch", cli=False,

@@ -53,6 +53,7 @@ PROVENANCE_KEYS: tuple[str, ...] = (
     "note", "method", "version", "backend", "weights_sha256", "profile", "factor",
     "input_spacing_mm", "output_spacing_mm", "thickness_mm", "adapt_steps", "adapt_final_loss",
     "vae_steps", "vae_final_l1", "synthetic_slices", "data_consistency_db", "warnings",
+    "slice_axis", "input_sha256", "options",
 )
 SYNTHESISED_NOTE = "slices synthesised by InterSliceSR, not acquired"
 

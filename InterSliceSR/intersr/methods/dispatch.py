@@ -58,7 +58,7 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     device = pick_device(options.device)
     torch.manual_seed(options.seed)
     if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(options.threads or max(1, os.cpu_count() or 1))
     model, sha = initial_model(options, progress.log)
     result = AdaptResult()
     extra: dict[str, str] = {}
@@ -83,6 +83,7 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
                      "inference with torch")
         return TorchBackend(model, device), result, sha, extra
     config = getattr(model, "config", NetConfig())
-    backend = OrtBackend(path, device.type, channels=config.channels, hidden=config.hidden)
+    backend = OrtBackend(path, device.type, threads=options.threads or 0, channels=config.channels,
+                         hidden=config.hidden)
     progress.update("export", 1, 1)
     return backend, result, sha, extra

@@ -21,12 +21,12 @@ from ..methods.results import AdaptResult, RunResult
 from ..networks import backends
 from ..networks.backends import Backend, OrtBackend
 from ..networks.infer import super_resolve
-from ..options import RunOptions, adapts, validate
+from ..options import RunOptions, adapts, engine_args, validate
 from ..progress import Progress
 from ..resources import shipped_onnx
 from ..volumes.geometry import Geometry, Volume, output_geometry, to_image
 from ..volumes.grid import ISOTROPY_TOLERANCE, Grid, is_isotropic, plan
-from ..volumes.read import load_volume
+from ..volumes.read import input_sha256, load_volume
 from ..volumes.write import check_writable, write_atomic
 from . import memory
 
@@ -82,7 +82,8 @@ def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
                          "needs PyTorch (install torch, or leave out --weights)")
     path, sha, entry = shipped_onnx()
     config = entry.get("config", {})
-    return OrtBackend(path, options.device, channels=config.get("channels", 32),
+    return OrtBackend(path, options.device, threads=options.threads or 0,
+                      channels=config.get("channels", 32),
                       hidden=config.get("hidden", 64)), sha
 
 
@@ -155,6 +156,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         adapt_steps=str(result.steps),
         adapt_final_loss=f"{result.final_loss:.6g}",
         data_consistency_db=f"{consistency:.4g}",
+        slice_axis="xyz"[geometry.slice_axis],
         **extra,
         **({"warnings": " | ".join(warnings)} if warnings else {}),
     )
@@ -189,11 +191,20 @@ def run(input_path: str, output_path: str, options: RunOptions,
     volume = load_volume(input_path, force=options.force)
     progress.update("load", 1, 1)
     result = super_resolve_volume(volume, options, progress)
+    # what made this output, so that `intersr batch --resume` can tell whether it is current
+    result.provenance = protocol.provenance(
+        **{protocol.short_key(k): v for k, v in result.provenance.items()},
+        input_sha256=input_sha256(input_path), options=run_options_text(options))
     progress.update("write", 0, 1)
     write_volume(result, output_path, like=volume)
     progress.update("write", 1, 1)
     result.seconds = time.monotonic() - start
     return result
+
+
+def run_options_text(options: RunOptions) -> str:
+    """The options that shape an output, as `intersr run` flags ("defaults" when none)."""
+    return " ".join(engine_args(options)) or "defaults"
 
 
 def write_volume(result: RunResult, output_path: str, like: Volume | None = None) -> None:
