@@ -30,7 +30,8 @@ STAGE_TABLE: tuple[tuple[str, float, float, str], ...] = (
     ("write", 0.98, 1.00, "Writing result"),
 )
 RUN_STAGES: tuple[str, ...] = tuple(row[0] for row in STAGE_TABLE)
-STAGES: tuple[str, ...] = (*RUN_STAGES, "train")  # "train": `intersr train` (pre-training)
+# "train": `intersr train` (pre-training); "batch": `intersr batch`, volumes finished of all
+STAGES: tuple[str, ...] = (*RUN_STAGES, "train", "batch")
 STAGE_SPANS: dict[str, tuple[float, float]] = {row[0]: (row[1], row[2]) for row in STAGE_TABLE}
 DONE, ERROR, LOG = "done", "error", "log"
 TERMINAL = (DONE, ERROR)
@@ -41,6 +42,7 @@ STAGE_LABELS.update({DONE: "Done", ERROR: "Failed", "cancelled": "Cancelled",
 # Fields of events (besides "stage"): what each may carry.
 EVENT_FIELDS = {
     "progress": ("step", "steps", "eta_s", "loss", "message"),  # any work stage
+    "batch": ("step", "steps", "eta_s", "failed", "volume", "status"),
     DONE: ("output", "seconds", "data_consistency_db", "provenance"),
     ERROR: ("message",),
     LOG: ("message",),  # not emitted by the engine: the parser's name for a non-JSON line

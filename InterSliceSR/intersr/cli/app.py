@@ -1,4 +1,4 @@
-"""Command line: `intersr run | demo | info | bench | train`.
+"""Command line: `intersr run | batch | demo | info | bench | train`.
 
 Importing this module (and `intersr --help`, `intersr info`) loads no torch: the run options
 come from the torch-free `intersr.options`; the engine is imported only when a command runs.
@@ -107,6 +107,9 @@ def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
     run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha)")
     options.add_arguments(run)
 
+    from .batch import add_batch_parser
+    add_batch_parser(sub, [debug])
+
     demo = sub.add_parser("demo", help="run on the embedded sample (2x2x3 mm T1)",
                           parents=[debug])
     demo.add_argument("--output", default="demo-out/sample_isotropic.nrrd")
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(with_train="train" in argv[:2])
         args = parser.parse_args(argv)
         debug = bool(getattr(args, "debug", False))
-        if hasattr(args, "progress") and args.command in ("run", "demo"):
+        if hasattr(args, "progress") and args.command in ("run", "batch", "demo"):
             progress = Progress(args.progress)
         return _dispatch(args, progress)
     except KeyboardInterrupt:
@@ -207,6 +210,9 @@ def _fail(progress: Progress, error: InterSRError, debug: bool,
 def _dispatch(args: argparse.Namespace, progress: Progress) -> int:
     if args.command == "run":
         return cmd_run(args, args.input, args.output, progress)
+    if args.command == "batch":
+        from .batch import cmd_batch
+        return cmd_batch(args, progress)
     if args.command == "demo":
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         code = cmd_run(args, str(SAMPLE), args.output, progress)
