@@ -90,6 +90,11 @@ def _add_bench(sub) -> None:
                        "instead (256x256x40 and 512x512x80 at x4; see --sizes)")
     bench.add_argument("--sizes", default=None,
                        help="with --backends: x,y,z sizes separated by ';'")
+    bench.add_argument("--batch", action="store_true",
+                       help="time `intersr batch` on 8 crops of the sample (and a corrupt "
+                       "file) against single runs, with --resume and --ray auto instead")
+    bench.add_argument("--workers", type=int, default=None, help="with --batch (default 2)")
+    bench.add_argument("--no-ray", action="store_true", help="with --batch: skip --ray auto")
 
 
 def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
@@ -223,6 +228,9 @@ def _dispatch(args: argparse.Namespace, progress: Progress) -> int:
     if args.command == "info":
         return cmd_info(args)
     if args.command == "bench":
+        if args.batch:
+            from ..bench.batch import main as batch_main
+            return batch_main(args)
         if args.backends:
             from ..bench.backends import main as backends_main
             return backends_main(args)
