@@ -83,10 +83,10 @@ def main(args) -> int:
         if args.no_ray:
             result["ray"] = "not measured (--no-ray)"
         else:
-            try:
-                import ray  # noqa: F401
+            import importlib.util
+            if importlib.util.find_spec("ray") is not None:
                 modes.append(("ray", ["--ray", "auto"], "ray"))
-            except ImportError:
+            else:
                 result["ray"] = "not measured: Ray is not installed (pip install 'intersr[ray]')"
         for name, flags, folder in modes:
             report = tmp / f"{name}.json"
