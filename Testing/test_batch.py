@@ -22,6 +22,7 @@ from intersr.runners import cohort, pool
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "InterSliceSR")}
 FAST = intersr.make_options(no_adapt=True, device="cpu")
+AUTO = intersr.make_options(no_adapt=True)
 STARTS = [(40, 40, 20), (60, 50, 30), (50, 60, 40), (45, 55, 26)]
 
 
@@ -42,7 +43,7 @@ def make_study(root: Path, volumes: int = 3, corrupt: bool = True) -> Path:
     return root
 
 
-def check_study_outputs(out: Path, rows: list[dict]) -> None:
+def check_study_outputs(out: Path, rows: list[dict], options=FAST) -> None:
     by_input = {Path(r["input"]).name: r for r in rows}
     assert by_input["broken.nii.gz"]["status"] == "failed"
     assert "cannot read" in by_input["broken.nii.gz"]["error"]
@@ -54,7 +55,7 @@ def check_study_outputs(out: Path, rows: list[dict]) -> None:
         assert row["profile"] and float(row["seconds"]) > 0
         assert sitk.ReadImage(str(out / rel)).GetSize() == (24, 24, 12)
         sidecar = json.loads(cohort.sidecar_path(out / rel).read_text())
-        assert sidecar["InterSliceSR"]["options"] == "--device cpu --no-adapt"
+        assert sidecar["InterSliceSR"]["options"] == batch_runner.run_options_text(options)
     assert not list(out.rglob(".intersr-*"))  # no partial outputs
 
 
@@ -78,13 +79,15 @@ def test_ray_cluster_processes_a_folder_and_reports_the_corrupt_file(tmp_path):
     study, out = make_study(tmp_path / "study"), tmp_path / "out"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        report = intersr.batch(study, out, FAST, ray="auto", report=out / "report.json")
+        # device auto: a task asks for a GPU only where the cluster has one (else Ray would
+        # wait forever for it)
+        report = intersr.batch(study, out, AUTO, ray="auto", report=out / "report.json")
     finally:
         ray.shutdown()
     assert report.failed == 1 and report.count("done") == 3
     saved = json.loads((out / "report.json").read_text())
     assert saved["counts"] == {"done": 3, "skipped": 0, "failed": 1, "cancelled": 0}
-    check_study_outputs(out, saved["volumes"])
+    check_study_outputs(out, saved["volumes"], AUTO)
 
 
 def test_resume_after_an_interrupted_batch_redoes_only_what_is_missing(tmp_path):

@@ -85,7 +85,7 @@ def main(args) -> int:
         else:
             import importlib.util
             if importlib.util.find_spec("ray") is not None:
-                modes.append(("ray", ["--ray", "auto"], "ray"))
+                modes.append(("ray", ["--ray", "auto", "--workers", str(workers)], "ray"))
             else:
                 result["ray"] = "not measured: Ray is not installed (pip install 'intersr[ray]')"
         for name, flags, folder in modes:
@@ -111,7 +111,7 @@ def markdown(r: dict) -> str:
             f"| same, `--resume` | {r['resume']['seconds']:.1f} s | {r['resume']['counts']} |"]
     if isinstance(r.get("ray"), dict):
         rows.append(f"| `intersr batch --ray auto` | {r['ray']['seconds']:.1f} s | "
-                    f"{r['ray']['counts']} (includes starting Ray) |")
+                    f"{r['ray']['counts']} (includes starting Ray: about 10 s) |")
     else:
         rows.append(f"| `intersr batch --ray auto` | - | {r.get('ray')} |")
     return "\n".join([f"`{r['command']}` ({r['volumes']} volumes of "

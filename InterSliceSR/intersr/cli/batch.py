@@ -33,7 +33,8 @@ def add_batch_parser(sub, parents) -> None:
     batch.add_argument("--workers", type=int, default=None, metavar="N",
                        help="volumes run at once (default: one per GPU; on CPUs the cores "
                        "shared out, two threads each, within the memory available); each "
-                       "gets cores/N threads unless --threads says otherwise")
+                       "gets cores/N threads unless --threads says otherwise (with --ray: "
+                       "the CPUs each task asks for)")
     batch.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                        help="run each volume as a task on a Ray cluster (pip install "
                        "'intersr[ray]'): auto starts a local one (or uses RAY_ADDRESS); the "

@@ -270,9 +270,14 @@ def run_ray(tasks: Sequence[Task], address: str, on_outcome: Callable[[Outcome],
                      log_to_driver=False, logging_level="WARNING")
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise InputError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    # a task asks for what one node can give (else Ray waits for it forever): a GPU only
+    # where the cluster has GPUs, at most the CPUs of its largest node
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", True)]
+    node_cpus = max([int(n.get("CPU", 0)) for n in nodes] or [1]) or 1
+    has_gpus = any(n.get("GPU", 0) >= 1 for n in nodes)
     remote = ray.remote(execute)
-    refs = {remote.options(num_cpus=t.cpus, num_gpus=t.gpus, max_retries=0).remote(t): t
-            for t in tasks}
+    refs = {remote.options(num_cpus=min(t.cpus, node_cpus), num_gpus=t.gpus if has_gpus else 0,
+                           max_retries=0).remote(t): t for t in tasks}
     pending = list(refs)
     try:
         while pending:
