@@ -109,7 +109,7 @@ def write_report(report: BatchReport, path: str | os.PathLike) -> Path:
         writer.writeheader()
         writer.writerows(report.rows)
         temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        temp.write_text(text.getvalue())
+        temp.write_text(text.getvalue(), encoding="utf-8")
         os.replace(temp, path)
     else:
         cohorts.write_json(path, {"output_dir": report.output_dir,

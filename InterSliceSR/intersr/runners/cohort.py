@@ -185,7 +185,8 @@ def bids_items(root: Path, out: Path) -> list[Item]:
     try:
         from bids import BIDSLayout
     except ImportError:  # pybids is optional: the standard layout, without its checks
-        files = sorted({*root.glob("sub-*/anat/sub-*.nii*"), *root.glob("sub-*/ses-*/anat/sub-*.nii*")})
+        files = sorted({*root.glob("sub-*/anat/sub-*.nii*"),
+                        *root.glob("sub-*/ses-*/anat/sub-*.nii*")})
     else:
         layout = BIDSLayout(str(root), validate=False, derivatives=False)
         files = sorted(Path(f) for f in layout.get(datatype="anat", return_type="filename",
@@ -207,7 +208,7 @@ def bids_items(root: Path, out: Path) -> list[Item]:
 def write_json(path: Path, data: dict) -> None:
     """Atomically (a temporary name, then a rename)."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temp.write_text(json.dumps(data, indent=2) + "\n")
+    temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(temp, path)
 
 
@@ -219,14 +220,16 @@ def prepare(cohort: Cohort) -> None:
     path = cohort.output_dir / "dataset_description.json"
     if path.exists():
         try:
-            made_by = [g.get("Name") for g in json.loads(path.read_text()).get("GeneratedBy", [])]
+            made_by = [g.get("Name") for g in
+                       json.loads(path.read_text(encoding="utf-8")).get("GeneratedBy", [])]
         except (ValueError, AttributeError, OSError):
             made_by = []
         if "InterSliceSR" not in made_by:
             raise InputError(f"{cohort.output_dir} already holds another dataset ({path}); "
                              "choose an OUTPUT_DIR of its own, e.g. derivatives/intersr")
     try:
-        raw = json.loads((cohort.bids_root / "dataset_description.json").read_text())
+        raw = json.loads((cohort.bids_root / "dataset_description.json")
+                         .read_text(encoding="utf-8"))
     except (ValueError, OSError):
         raw = {}
     write_json(path, {
@@ -254,7 +257,7 @@ def write_sidecar(item: Item, provenance: dict[str, str]) -> None:
 def read_sidecar(item: Item) -> dict[str, str]:
     """The provenance a sidecar records (short keys; empty when missing or unreadable)."""
     try:
-        data = json.loads(item.sidecar.read_text()).get("InterSliceSR", {})
+        data = json.loads(item.sidecar.read_text(encoding="utf-8")).get("InterSliceSR", {})
     except (OSError, ValueError, AttributeError):
         return {}
     return data if isinstance(data, dict) else {}

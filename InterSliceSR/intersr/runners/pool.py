@@ -64,7 +64,10 @@ class Outcome:
             if "error:" in line:
                 return line.split("error:", 1)[1].strip()
         if self.returncode is not None and self.returncode < 0:
-            name = signal.Signals(-self.returncode).name
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = f"signal {-self.returncode}"
             return f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
         tail = f": {lines[-1]}" if lines else ""
         return f"exit code {self.returncode}{tail}"
