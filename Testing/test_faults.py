@@ -1229,6 +1229,8 @@ def markdown() -> str:
              (errors.ResourceError.exit_code, "resources: memory, disk space, device"),
              (errors.WeightsError.exit_code, "weights missing, malformed, altered or unsafe"),
              (errors.OutputError.exit_code, "OUTPUT could not be written (not a full disk)"),
+             (errors.BatchFailed.exit_code, "`intersr batch`: some volumes failed; the others "
+              "were written and the report lists each"),
              (errors.Cancelled.exit_code, "cancelled: SIGINT, SIGTERM or SIGHUP")]
     lines += [f"| {c} | {m} |" for c, m in codes]
     lines += ["", "SIGKILL cannot be caught: OUTPUT is then absent or complete (never partial), "

@@ -13,6 +13,9 @@ Qt/Slicer; each name is imported on first use)::
     result = intersr.super_resolve_volume(volume, options)   # in memory, nothing written
     intersr.write_volume(result, "iso.nrrd", like=volume)
 
+    report = intersr.batch("study/", "study-iso/", options, report="report.csv")  # a cohort
+    print(report.summary())                                  # failed volumes: rows, not raises
+
 Layers, each importing only those below it: `cli`, `bench`, `training` -> `runners` ->
 `methods` -> `networks`, `acquisition` -> `volumes` -> the shared vocabulary at this level
 (`errors`, `options`, `progress`, `protocol`, `resources`). docs/architecture.md has the picture.
@@ -27,6 +30,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (relative to this package)
 _API = {
     "run": "runners.pipeline",
+    "batch": "runners.batch",
     "super_resolve_volume": "runners.pipeline",
     "describe": "runners.pipeline",
     "write_volume": "runners.pipeline",

@@ -3,7 +3,8 @@
 Exit codes of `intersr` (docs/faults.md lists every fault and the code it gets):
 0 success (OUTPUT complete) | 1 internal error (a bug: report it; `--debug` shows the
 traceback) | 2 bad input or options | 3 resources: memory, device, disk space | 4 weights
-missing or corrupted | 5 OUTPUT could not be written | 130 cancelled (SIGINT, SIGTERM, SIGHUP).
+missing or corrupted | 5 OUTPUT could not be written | 6 `intersr batch`: some volumes failed
+(the others were written; the report lists each) | 130 cancelled (SIGINT, SIGTERM, SIGHUP).
 """
 
 
@@ -35,6 +36,12 @@ class OutputError(InterSRError):
     """OUTPUT could not be written for a reason other than a full disk; nothing was left."""
 
     exit_code = 5
+
+
+class BatchFailed(InterSRError):
+    """`intersr batch`: some volumes failed; every other volume was written."""
+
+    exit_code = 6
 
 
 class Cancelled(InterSRError):

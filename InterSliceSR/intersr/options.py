@@ -119,6 +119,8 @@ OPTIONS: tuple[Option, ...] = (
            ".mha), a name ending in '/' being a DICOM folder; dicom: OUTPUT is a new folder for a "
            "DICOM series (DERIVED\\SECONDARY, patient and study tags from a DICOM input)",
            choices=OUTPUT_FORMATS, engine=False),
+    Option("threads", int, None, "CPU threads of this run (default: every core); `intersr "
+           "batch` gives each worker its share", metavar="N", minimum=1, engine=False),
     Option("progress", str, "bar", "progress on stderr (bar), JSON lines on stdout (jsonl) or "
            "none", choices=PROGRESS_MODES, engine=False),
     Option("design", str, "inr", "network design when training from scratch", cli=False,
@@ -217,7 +219,10 @@ def budget_for(options: Any, device_type: str) -> Budget:
 
 
 def cpu_threads(options: Any) -> int:
-    """CPU threads a run uses: every core, or all but one for a launching program."""
+    """CPU threads a run uses: --threads (batch workers' share), else every core, or all but
+    one for a launching program (--parent-pid)."""
+    if getattr(options, "threads", None):
+        return int(options.threads)
     cores = os.cpu_count() or 1
     return max(1, cores - 1) if options.parent_pid else cores
 
@@ -299,7 +304,7 @@ ENGINE_OPTIONS: tuple[Option, ...] = tuple(o for o in OPTIONS if o.cli and o.eng
 # view and registration are its own: cli/fuse.py).
 FUSE_OPTIONS: tuple[str, ...] = ("spacing", "profile", "device", "backend", "budget", "adapt_steps",
                                  "adapt_seconds", "no_adapt", "seed", "force", "weights",
-                                 "progress", "parent_pid", "uncompressed")
+                                 "progress", "parent_pid", "uncompressed", "threads")
 BUDGET_SECONDS_PARAM = "budgetSeconds"  # the GUI's custom time budget (budget == "seconds")
 
 

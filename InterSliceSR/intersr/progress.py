@@ -80,6 +80,8 @@ class Progress:
         text = f"{event['stage']:>6} [{'#' * filled}{'.' * (width - filled)}] {step}/{steps}"
         if "loss" in event and event["loss"] is not None:
             text += f" loss {event['loss']:.4f}"
+        if event.get("failed"):
+            text += f" ({event['failed']} failed)"
         if "eta_s" in event:
             text += f" eta {event['eta_s']:.0f}s"
         if tty:

@@ -35,7 +35,8 @@ STAGE_TABLE: tuple[tuple[str, float, float, str], ...] = (
     ("fuse", 0.60, 0.98, "Combining the stacks"),
 )
 RUN_STAGES: tuple[str, ...] = tuple(row[0] for row in STAGE_TABLE)
-STAGES: tuple[str, ...] = (*RUN_STAGES, "train")  # "train": `intersr train` (pre-training)
+# "train": `intersr train` (pre-training); "batch": `intersr batch`, volumes finished of all
+STAGES: tuple[str, ...] = (*RUN_STAGES, "train", "batch")
 STAGE_SPANS: dict[str, tuple[float, float]] = {row[0]: (row[1], row[2]) for row in STAGE_TABLE}
 DONE, ERROR, LOG = "done", "error", "log"
 TERMINAL = (DONE, ERROR)
@@ -46,6 +47,7 @@ STAGE_LABELS.update({DONE: "Done", ERROR: "Failed", "cancelled": "Cancelled",
 # Fields of events (besides "stage"): what each may carry.
 EVENT_FIELDS = {
     "progress": ("step", "steps", "eta_s", "loss", "message"),  # any work stage
+    "batch": ("step", "steps", "eta_s", "failed", "volume", "status"),
     DONE: ("output", "seconds", "data_consistency_db", "provenance"),
     ERROR: ("message",),
     LOG: ("message",),  # not emitted by the engine: the parser's name for a non-JSON line
@@ -59,6 +61,7 @@ PROVENANCE_KEYS: tuple[str, ...] = (
     "input_spacing_mm", "output_spacing_mm", "thickness_mm", "adapt_steps", "adapt_final_loss",
     "vae_steps", "vae_final_l1", "synthetic_slices", "data_consistency_db", "warnings",
     "stacks", "inputs", "stack_transforms", "stack_profiles", "registration",
+    "slice_axis", "input_sha256", "options",
 )
 SYNTHESISED_NOTE = "slices synthesised by InterSliceSR, not acquired"
 FUSED_NOTE = "synthesised by InterSliceSR from {n} stacks, not acquired"

@@ -1,4 +1,4 @@
-"""Command line: `intersr run | demo | fuse | info | bench | train`.
+"""Command line: `intersr run | batch | demo | fuse | info | bench | train`.
 
 Importing this module (and `intersr --help`, `intersr info`) loads no torch: the run options
 come from the torch-free `intersr.options`; the engine is imported only when a command runs.
@@ -101,6 +101,11 @@ def _add_bench(sub) -> None:
     bench.add_argument("--stacks", nargs="+", default=None, metavar="STACK",
                        help="with --fusion: real stacks of one exam (no reference): the "
                        "leave-one-stack-out consistency check instead")
+    bench.add_argument("--batch", action="store_true",
+                       help="time `intersr batch` on 8 crops of the sample (and a corrupt "
+                       "file) against single runs, with --resume and --ray auto instead")
+    bench.add_argument("--workers", type=int, default=None, help="with --batch (default 2)")
+    bench.add_argument("--no-ray", action="store_true", help="with --batch: skip --ray auto")
 
 
 def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
@@ -118,6 +123,9 @@ def build_parser(with_train: bool = False) -> argparse.ArgumentParser:
     run.add_argument("output", help="output file (.nrrd, .nii, .nii.gz, .mha), or a new folder "
                      "ending in '/' for a DICOM series (see --output-format)")
     options.add_arguments(run)
+
+    from .batch import add_batch_parser
+    add_batch_parser(sub, [debug])
 
     demo = sub.add_parser("demo", help="run on the embedded sample (2x2x3 mm T1)",
                           parents=[debug])
@@ -170,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser(with_train="train" in argv[:2])
         args = parser.parse_args(argv)
         debug = bool(getattr(args, "debug", False))
-        if hasattr(args, "progress") and args.command in ("run", "demo", "fuse"):
+        if hasattr(args, "progress") and args.command in ("run", "batch", "demo", "fuse"):
             progress = Progress(args.progress)
         return _dispatch(args, progress)
     except KeyboardInterrupt:
@@ -223,6 +231,9 @@ def _fail(progress: Progress, error: InterSRError, debug: bool,
 def _dispatch(args: argparse.Namespace, progress: Progress) -> int:
     if args.command == "run":
         return cmd_run(args, args.input, args.output, progress)
+    if args.command == "batch":
+        from .batch import cmd_batch
+        return cmd_batch(args, progress)
     if args.command == "demo":
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         code = cmd_run(args, str(SAMPLE), args.output, progress)
@@ -235,6 +246,9 @@ def _dispatch(args: argparse.Namespace, progress: Progress) -> int:
     if args.command == "fuse":
         return cmd_fuse(args, progress)
     if args.command == "bench":
+        if args.batch:
+            from ..bench.batch import main as batch_main
+            return batch_main(args)
         if args.backends:
             from ..bench.backends import main as backends_main
             return backends_main(args)

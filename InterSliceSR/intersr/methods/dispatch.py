@@ -82,7 +82,7 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
                      "inference with torch")
         return TorchBackend(model, device), result, sha, extra
     config = getattr(model, "config", NetConfig())
-    threads = cpu_threads(options) if options.parent_pid else 0  # 0: ONNX Runtime's default
+    threads = cpu_threads(options) if options.parent_pid or options.threads else 0  # 0: ORT default
     backend = OrtBackend(path, device.type, threads=threads, channels=config.channels,
                          hidden=config.hidden)
     progress.update("export", 1, 1)

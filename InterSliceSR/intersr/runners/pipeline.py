@@ -22,13 +22,13 @@ from ..methods.results import AdaptResult, RunResult
 from ..networks import backends
 from ..networks.backends import Backend, OrtBackend
 from ..networks.infer import super_resolve
-from ..options import RunOptions, adapts, cpu_threads, replace, validate
+from ..options import RunOptions, adapts, cpu_threads, engine_args, replace, validate
 from ..progress import Progress
 from ..resources import shipped_onnx
 from ..volumes import dicom_write
 from ..volumes.geometry import Geometry, Volume, output_geometry, to_image
 from ..volumes.grid import ISOTROPY_TOLERANCE, Grid, is_isotropic, plan
-from ..volumes.read import load_volume
+from ..volumes.read import input_sha256, load_volume
 from ..volumes.write import check_writable, write_atomic
 from . import memory
 
@@ -84,7 +84,7 @@ def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
                          "needs PyTorch (install torch, or leave out --weights)")
     path, sha, entry = shipped_onnx()
     config = entry.get("config", {})
-    threads = cpu_threads(options) if options.parent_pid else 0  # 0: ONNX Runtime's default
+    threads = cpu_threads(options) if options.parent_pid or options.threads else 0  # 0: ORT default
     return OrtBackend(path, options.device, threads=threads, channels=config.get("channels", 32),
                       hidden=config.get("hidden", 64)), sha
 
@@ -158,6 +158,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
         adapt_steps=str(result.steps),
         adapt_final_loss=f"{result.final_loss:.6g}",
         data_consistency_db=f"{consistency:.4g}",
+        slice_axis="xyz"[geometry.slice_axis],
         **extra,
         **({"warnings": " | ".join(warnings)} if warnings else {}),
     )
@@ -209,6 +210,10 @@ def run(input_path: str, output_path: str, options: RunOptions,
         progress.log("intersr: " + volume.dicom.describe(volume.geometry.slice_spacing) + how)
     progress.update("load", 1, 1)
     result = super_resolve_volume(volume, options, progress)
+    # what made this output, so that `intersr batch --resume` can tell whether it is current
+    result.provenance = protocol.provenance(
+        **{protocol.short_key(k): v for k, v in result.provenance.items()},
+        input_sha256=input_sha256(input_path), options=run_options_text(options))
     progress.update("write", 0, 1)
     if as_dicom:
         write_dicom(result, output_path, volume, progress)
@@ -217,6 +222,11 @@ def run(input_path: str, output_path: str, options: RunOptions,
     progress.update("write", 1, 1)
     result.seconds = time.monotonic() - start
     return result
+
+
+def run_options_text(options: RunOptions) -> str:
+    """The options that shape an output, as `intersr run` flags ("defaults" when none)."""
+    return " ".join(engine_args(options)) or "defaults"
 
 
 def write_volume(result: RunResult, output_path: str, like: Volume | None = None,

@@ -1,6 +1,7 @@
 """Reading: any file or DICOM folder the engine accepts -> a checked `Volume`, or a clear error."""
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -194,3 +195,22 @@ def load_volume(path: str | os.PathLike, *, force: bool = False) -> Volume:
     volume = to_volume(image, slice_thickness=thickness, force=force, source=str(path))
     volume.dicom = dicom
     return volume
+
+
+def input_sha256(path: str | os.PathLike) -> str:
+    """sha256 of an input: a file's bytes, or a folder's files (names and bytes, sorted; not
+    recursive, like the DICOM series reader). "" when it cannot be read."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        folder = path.is_dir()
+        files = sorted(p for p in path.iterdir() if p.is_file()) if folder else [path]
+        for file in files:
+            if folder:
+                digest.update(os.fsencode(file.name) + b"\0")
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
