@@ -14,6 +14,8 @@ Qt/Slicer; each name is imported on first use)::
     intersr.write_volume(result, "iso.nrrd", like=volume)
 
     report = intersr.batch("study/", "study-iso/", options, report="report.csv")  # a cohort
+    intersr.fuse(["ax.nii.gz", "cor.nii.gz", "sag.nii.gz"], "fused.nrrd", options,
+                 intersr.FuseSettings())                   # several series -> one volume
     print(report.summary())                                  # failed volumes: rows, not raises
 
 Layers, each importing only those below it: `cli`, `bench`, `training` -> `runners` ->
@@ -31,6 +33,8 @@ __version__ = "0.1.0"
 _API = {
     "run": "runners.pipeline",
     "batch": "runners.batch",
+    "fuse": "runners.fuse",
+    "FuseSettings": "runners.fuse",
     "super_resolve_volume": "runners.pipeline",
     "describe": "runners.pipeline",
     "write_volume": "runners.pipeline",
@@ -42,6 +46,7 @@ _API = {
     "InterSRError": "errors",
     "InputError": "errors",
 }
+_RENAMED = {"make_options": "make", "fuse": "fuse_files"}  # public name -> name in its module
 __all__ = ["__version__", *_API]
 
 
@@ -49,7 +54,7 @@ def __getattr__(name: str) -> Any:
     if name not in _API:
         raise AttributeError(f"module 'intersr' has no attribute {name!r}")
     module = importlib.import_module(f".{_API[name]}", __name__)
-    value = getattr(module, "make" if name == "make_options" else name)
+    value = getattr(module, _RENAMED.get(name, name))
     globals()[name] = value
     return value
 
