@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from .. import __version__, protocol
 from ..errors import InputError
+from ..methods.fusion.register import RegistrationError
 from ..options import RunOptions, adapts, validate
 from ..progress import Progress
 from ..volumes.geometry import to_image
@@ -123,8 +124,8 @@ def fuse_images(images: list[sitk.Image], thicknesses: list[float | None], optio
                              register=settings.register, profile=options.profile,
                              progress=say, upsample=network_prior(options, ran),
                              log=progress.log)
-    except ValueError as exc:  # the fusion's own checks: overlap, registration, geometry
-        raise InputError(str(exc)) from None
+    except (ValueError, RegistrationError) as exc:  # the fusion's checks: overlap, geometry,
+        raise InputError(str(exc)) from None        # a registration that clearly failed
     stacks = report["stacks"]
     provenance = protocol.provenance(
         note=protocol.FUSED_NOTE.format(n=len(images)),
