@@ -2,11 +2,10 @@
 """Render the module panel OFFSCREEN with real Qt widgets (stand-ins only for the Slicer/CTK
 classes). These are not Slicer screenshots, and each says so:
 
-- docs/images/slicer-panel-offscreen.png: the panel on first use (the embedded sample selected,
-  no PyTorch yet: the main button offers the quick result);
-- Resources/Screenshots/InterSliceSR-panel-offscreen-Qt-render.png (the Extensions Index
-  screenshot until a real Slicer one is taken, docs/slicer.md "Before a release"): the same
-  panel beside the benchmark's result image, with a caption in the image itself saying that it
+- Resources/Screenshots/InterSliceSR-panel-offscreen-Qt-render.png (README, docs/slicer.md and
+  the Extensions Index screenshot until a real Slicer one is taken, docs/slicer.md "Before a
+  release"): the panel on first use (the embedded sample selected, no PyTorch yet: the main
+  button offers the quick result) beside the benchmark's result image, with a caption in the image itself saying that it
   is an offscreen Qt render and not a Slicer screenshot (the index shows no caption).
 Run: QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/render_panel.py
 """
@@ -20,7 +19,7 @@ for path in (ROOT / "InterSliceSR", ROOT / "Testing", ROOT / "Testing" / "helper
         sys.path.insert(0, str(path))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-PANEL = ROOT / "docs" / "images" / "slicer-panel-offscreen.png"
+PANEL = ROOT / "bench-out" / "slicer-panel-offscreen.png"  # an intermediate, not committed
 SCREENSHOT = ROOT / "Resources" / "Screenshots" / "InterSliceSR-panel-offscreen-Qt-render.png"
 BENCH = ROOT / "docs" / "images" / "bench_brain_t2_stroke_z_x4.png"
 CAPTION = ("Offscreen Qt render of the InterSliceSR module panel (the module's .ui with real Qt widgets, "
@@ -80,5 +79,6 @@ if __name__ == "__main__":
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    print(render_panel(PANEL))
+    PANEL.parent.mkdir(exist_ok=True)
+    render_panel(PANEL)
     print(compose(SCREENSHOT, PANEL))
