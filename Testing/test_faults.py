@@ -947,14 +947,18 @@ def test_disk_full_in_a_real_process(tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def test_sigint_in_a_real_process_during_adaptation(tmp_path):
-    """Ctrl-C in a real process while it adapts: exit 130, an error event, nothing left."""
+@pytest.mark.parametrize("started_with_sigint_ignored", [False, True])
+def test_sigint_in_a_real_process_during_adaptation(tmp_path, started_with_sigint_ignored):
+    """Ctrl-C in a real process while it adapts: exit 130, an error event, nothing left; also
+    for a process started in the background (a shell's `&` leaves SIGINT ignored)."""
     inp = tiny(tmp_path)
     (tmp_path / "out").mkdir()
     before = snapshot(tmp_path)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) \
+        if started_with_sigint_ignored else None
     proc = subprocess.Popen([sys.executable, "-m", "intersr", "run", str(inp),
                              str(tmp_path / "out" / "o.nrrd"), "--adapt-seconds", "120",
-                             "--progress", "jsonl"],
+                             "--progress", "jsonl"], preexec_fn=ignore,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     for line in proc.stdout:
         if json.loads(line)["stage"] == "adapt":

@@ -175,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
                 signal.signal(getattr(signal, name), _cancel_on)
             except ValueError:  # not the main thread: the caller handles signals
                 previous.pop(name, None)
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            # started in the background (a shell's `&`, some launchers): Python then leaves
+            # SIGINT ignored, and `kill -INT` would not cancel; a run is always cancellable
+            try:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                previous["SIGINT"] = signal.SIG_IGN
+            except ValueError:
+                pass
         parser = build_parser(with_train="train" in argv[:2])
         args = parser.parse_args(argv)
         debug = bool(getattr(args, "debug", False))
