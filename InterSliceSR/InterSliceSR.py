@@ -383,6 +383,7 @@ class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("Failed to start InterSliceSR."), waitCursor=True):
                 inputVolume = self._parameterNode.inputVolume  # + checked stacks: fusion
                 extra = [n for n in self.ui.extraStacksSelector.checkedNodes() if n is not inputVolume]
+                params = dataclasses.replace(params, noAdapt=True) if extra else params  # fuse: network alone
                 self.logic.start(inputVolume, params, on_event=self.onEngineEvent, extraStacks=extra)
         except Exception as exc:  # already shown by tryWithErrorDisplay, which re-raises
             self.ui.progressBar.setVisible(False)

@@ -1,6 +1,8 @@
 """`intersr fuse STACK STACK [...] --output OUT`: several thick series of one exam -> one volume.
 
-The run options that make sense for fusion come from the one declaration (`options.py`);
+The run options that make sense for fusion come from the one declaration (`options.py`); the
+network is fine-tuned on each stack only when a budget (--budget, --adapt-steps, --adapt-seconds)
+is given: by default the shipped network alone is the prior (runners/fuse.py, `fine_tunes`);
 the few that only fusion has (the stack list's thicknesses, reference, field of view,
 registration) are declared here, once, and mapped onto `runners.fuse.FuseSettings`.
 """

@@ -82,6 +82,14 @@ def read_stacks(paths: list[str], settings: FuseSettings, force: bool
     return images, thicknesses, names
 
 
+def fine_tunes(options: RunOptions) -> bool:
+    """Fusion fine-tunes the network on each stack only when a budget is given: by default the
+    stacks themselves constrain the volume and the shipped network is the prior (seconds per
+    stack, where a default adaptation would take minutes per stack on a CPU)."""
+    given = (options.budget, options.adapt_steps, options.adapt_seconds)
+    return adapts(options) and any(value is not None for value in given)
+
+
 def network_prior(options: RunOptions, weights: dict):
     """The single-stack super-resolution of one stack, as the fusion's learned prior: the
     shipped network (fine-tuned on the stack when the options give a budget). `weights`
@@ -89,7 +97,8 @@ def network_prior(options: RunOptions, weights: dict):
     def upsample(image: sitk.Image, thickness: float | None, profile: str
                  ) -> tuple[sitk.Image, str, float]:
         one = dataclasses.replace(options, spacing=None, factor=None, thickness=thickness,
-                                  profile=profile, progress="none")
+                                  profile=profile, progress="none",
+                                  no_adapt=not fine_tunes(options))
         validate(one)
         volume = to_volume(image, slice_thickness=thickness, force=True)
         result = super_resolve_volume(volume, one, Progress("none"))
@@ -130,7 +139,7 @@ def fuse_images(images: list[sitk.Image], thicknesses: list[float | None], optio
     provenance = protocol.provenance(
         note=protocol.FUSED_NOTE.format(n=len(images)),
         method="InterSliceSR fusion (rigid registration, each stack super-resolved by SliceINR"
-        + (", fine-tuned on it" if adapts(options) else ", no fine-tuning")
+        + (", fine-tuned on it" if fine_tunes(options) else ", no fine-tuning")
         + ", one volume consistent with every stack)",
         version=__version__, backend=ran.get("backend", ""),
         weights_sha256=ran.get("sha256") or "none",
