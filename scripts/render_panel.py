@@ -25,9 +25,8 @@ BENCH = ROOT / "docs" / "images" / "bench_brain_t2_stroke_z_x4.png"
 CAPTION = ("Offscreen Qt render of the InterSliceSR module panel (the module's .ui with real Qt widgets, "
            "stand-ins for Slicer's own widget classes), first use, embedded sample selected: "
            "not a Slicer screenshot.")
-BENCH_CAPTION = ("Benchmark result image (README, docs/benchmarks.md; an earlier release of the weights): "
-                 "a held-out brain T2 made thick (x4), "
-                 "the same through-plane slice: reference | B-spline | InterSliceSR.")
+BENCH_CAPTION = ("Benchmark result image (README, docs/benchmarks.md): a held-out brain T2 made thick (x4), "
+                 "the same through-plane slice: reference | B-spline | oracle deconvolution | InterSliceSR.")
 
 
 def render_panel(path):
