@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from intersr.acquisition.metrics import foreground_mask, normaliser, psnr
 from intersr.bench.fusion_cases import random_motion, simulate_stack
-from intersr.methods.fusion.combine import bspline_baselines, fuse, resample_to
+from intersr.methods.fusion.combine import bspline_baselines, fuse, resample_to, transforms_of
 from intersr.methods.fusion.forward import Grid, StackOperator, output_grid
 from intersr.methods.fusion.register import displacement_error, register
 from intersr.methods.fusion.stacks import Stack, corners, make_stacks
@@ -176,12 +176,7 @@ def test_fusion_beats_best_single_stack_bspline(truth):
     images, thick, _ = case(truth, factor=3, seed=3)
     out, report = fuse(images, thick, iterations=20,
                        upsample=network_prior(make(no_adapt=True, device="cpu"), {}))
-    tfs = []
-    for s in report["stacks"]:
-        t = sitk.Euler3DTransform()
-        t.SetFixedParameters(s["transform_center"])
-        t.SetParameters(s["transform_parameters"])
-        tfs.append(t)
+    tfs = transforms_of(report)
     grid = Grid.of(out)
     ref = resample_to(truth, grid, None, sitk.sitkLinear)
     norm = normaliser(ref)

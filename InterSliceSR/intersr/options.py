@@ -221,10 +221,16 @@ def budget_for(options: Any, device_type: str) -> Budget:
 def cpu_threads(options: Any) -> int:
     """CPU threads a run uses: --threads (batch workers' share), else every core, or all but
     one for a launching program (--parent-pid)."""
-    if getattr(options, "threads", None):
+    if options.threads:
         return int(options.threads)
     cores = os.cpu_count() or 1
     return max(1, cores - 1) if options.parent_pid else cores
+
+
+def ort_threads(options: Any) -> int:
+    """ONNX Runtime's intra-op threads: cpu_threads when a launcher or --threads limits the run,
+    else 0 (ONNX Runtime's own default)."""
+    return cpu_threads(options) if options.parent_pid or options.threads else 0
 
 
 def adapts(options: Any) -> bool:

@@ -77,8 +77,7 @@ def run_case(truth: sitk.Image, case: str, seed: int, out_dir: str, tag: str, ad
     fused, report = fusion.fuse(images, thick, profile=profiles, priors=priors,
                                 prior=prior_kind, rounds=rounds)
     t_fuse = time.monotonic() - t0
-    tfs = [sitk.Euler3DTransform() if s["transform_parameters"] is None else _euler(s)
-           for s in report["stacks"]]
+    tfs = fusion.transforms_of(report)
     t0 = time.monotonic()
     classic, _ = fusion.fuse(images, thick, profile=profiles, network=False, transforms=tfs)
     t_classic = time.monotonic() - t0
@@ -90,7 +89,7 @@ def run_case(truth: sitk.Image, case: str, seed: int, out_dir: str, tag: str, ad
     mask = foreground_mask(ref)
     score = lambda a: float(psnr(ref, norm(a), mask))  # noqa: E731
     bspl = fusion.bspline_baselines(images, tfs, fused)
-    covered = [fusion.coverage(fusion.make_stacks([im, im], [1, 1])[0], grid, t)
+    covered = [fusion.coverage(im, grid, t)
                for im, t in zip(images, tfs)]
     avg = sum(bspl) / np.maximum(sum(c.astype(np.float32) for c in covered), 1)
     single = [score(b) for b in bspl]
@@ -116,13 +115,6 @@ def run_case(truth: sitk.Image, case: str, seed: int, out_dir: str, tag: str, ad
     tile_png(os.path.join(out_dir, f"{tag}_{case}.png"),
              [truth_g[z], bspl[best][z], arr_c[z], arr_f[z]], intensity.low, intensity.high)
     return result
-
-
-def _euler(entry: dict) -> sitk.Euler3DTransform:
-    t = sitk.Euler3DTransform()
-    t.SetFixedParameters(entry["transform_center"])
-    t.SetParameters(entry["transform_parameters"])
-    return t
 
 
 KEYS = ("psnr_bspline_best", "psnr_bspline_average", "psnr_classical",
@@ -217,7 +209,7 @@ def leave_one_out(args) -> int:
         transform = register(ref_stack, left).transform
         operator = StackOperator(left, grid, transform)
         observed = left.array()
-        tfs = [_euler(entry) for entry in report["stacks"]]
+        tfs = fusion.transforms_of(report)
         average = np.mean(fusion.bspline_baselines(rest, tfs, fused), axis=0)
         high = float(np.percentile(observed, 99.5)) or 1.0
         mask = (operator.valid > 0) & (observed > 0.1 * high)

@@ -17,7 +17,7 @@ from ..errors import ResourceError
 from ..networks.backends import Backend, OrtBackend, TorchBackend, pick_device
 from ..networks.network import NetConfig, build_network
 from ..networks.weights import load_pretrained
-from ..options import ADAPT_BATCH, RunOptions, adapts, budget_for, cpu_threads
+from ..options import ADAPT_BATCH, RunOptions, adapts, budget_for, cpu_threads, ort_threads
 from ..progress import Progress
 from . import METHODS
 from .results import AdaptResult
@@ -82,7 +82,7 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
                      "inference with torch")
         return TorchBackend(model, device), result, sha, extra
     config = getattr(model, "config", NetConfig())
-    threads = cpu_threads(options) if options.parent_pid or options.threads else 0  # 0: ORT default
+    threads = ort_threads(options)
     backend = OrtBackend(path, device.type, threads=threads, channels=config.channels,
                          hidden=config.hidden)
     progress.update("export", 1, 1)

@@ -22,7 +22,7 @@ from ..methods.results import AdaptResult, RunResult
 from ..networks import backends
 from ..networks.backends import Backend, OrtBackend
 from ..networks.infer import super_resolve
-from ..options import RunOptions, adapts, cpu_threads, engine_args, replace, validate
+from ..options import RunOptions, adapts, engine_args, ort_threads, replace, validate
 from ..progress import Progress
 from ..resources import shipped_onnx
 from ..volumes import dicom_write
@@ -84,7 +84,7 @@ def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
                          "needs PyTorch (install torch, or leave out --weights)")
     path, sha, entry = shipped_onnx()
     config = entry.get("config", {})
-    threads = cpu_threads(options) if options.parent_pid or options.threads else 0  # 0: ORT default
+    threads = ort_threads(options)
     return OrtBackend(path, options.device, threads=threads, channels=config.get("channels", 32),
                       hidden=config.get("hidden", 64)), sha
 

@@ -46,9 +46,10 @@ def resample_to(image: sitk.Image, grid: Grid, transform: Optional[sitk.Transfor
     return sitk.GetArrayFromImage(out)
 
 
-def coverage(stack: Stack, grid: Grid, transform: Optional[sitk.Transform]) -> np.ndarray:
-    ones = sitk.Image(stack.image.GetSize(), sitk.sitkFloat32) + 1.0
-    ones.CopyInformation(stack.image)
+def coverage(image: sitk.Image, grid: Grid, transform: Optional[sitk.Transform]) -> np.ndarray:
+    """The output voxels that `image`'s field of view covers through `transform`."""
+    ones = sitk.Image(image.GetSize(), sitk.sitkFloat32) + 1.0
+    ones.CopyInformation(image)
     return resample_to(ones, grid, transform, sitk.sitkNearestNeighbor) > 0.5
 
 
@@ -115,7 +116,7 @@ def fuse(images: list[sitk.Image], thicknesses: list[float | None], *, reference
     grid = output_grid(ref, spacing, fov, stacks, tfs)
     scale = float(np.percentile(ref.array(), 99.5)) or 1.0
     bspl = [resample_to(st.image, grid, t) / scale for st, t in zip(stacks, tfs)]
-    cover = [coverage(st, grid, t) for st, t in zip(stacks, tfs)]
+    cover = [coverage(st.image, grid, t) for st, t in zip(stacks, tfs)]
     gains = []
     sigma = max(st.thickness for st in stacks) * FWHM_TO_SIGMA / grid.spacing[0]
     ref_smooth = ndimage.gaussian_filter(bspl[reference], sigma)
@@ -266,6 +267,17 @@ def spectral_combine(volumes: list[np.ndarray], normals: list[np.ndarray],
     for v, w in zip(volumes, weights):
         out += np.fft.rfftn(v).astype(np.complex64) * (w / total)
     return np.fft.irfftn(out, s=shape, axes=(0, 1, 2)).astype(np.float32)
+
+
+def transforms_of(report: dict) -> list[sitk.Euler3DTransform]:
+    """Each stack's rigid transform (reference -> stack) back from a `fuse` report."""
+    transforms = []
+    for entry in report["stacks"]:
+        transform = sitk.Euler3DTransform()
+        transform.SetFixedParameters(entry["transform_center"])
+        transform.SetParameters(entry["transform_parameters"])
+        transforms.append(transform)
+    return transforms
 
 
 def bspline_baselines(images: list[sitk.Image], transforms: list[sitk.Transform],
