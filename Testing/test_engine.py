@@ -51,6 +51,29 @@ def test_adaptation_is_deterministic_with_seed():
     assert losses[0] == losses[1]
 
 
+def test_kept_budgets_equal_separate_shorter_runs():
+    """keep_at (the bench's quality-vs-budget curve) keeps exactly what a run with that many
+    steps returns, so one adaptation gives every shorter budget's result."""
+    volume = to_volume(sample_crop((40, 40, 12), (40, 40, 24))).array / 300.0
+    settings = dict(eval_every=5, batch=2, seed=3, lr=1e-2)
+
+    def run(steps, keep_at=()):
+        torch.manual_seed(3)
+        model = build_network(NetConfig(channels=8, blocks=1, hidden=16))
+        result = adapt(model, volume, (3.0, 2.0, 2.0), 3.0,
+                       AdaptConfig(steps=steps, keep_at=keep_at, **settings), torch.device("cpu"))
+        return model.state_dict(), result
+
+    _, long = run(20, keep_at=(5, 10, 20))
+    assert sorted(long.kept) == [5, 10, 20]
+    for steps in (10, 20):
+        alone, _ = run(steps)
+        for key, value in alone.items():
+            torch.testing.assert_close(long.kept[steps][0][key], value)
+    with pytest.raises(ValueError, match="multiples of 5"):
+        run(10, keep_at=(7,))
+
+
 def test_adaptation_keeps_the_moving_average_of_the_weights():
     """With `average` the weights kept are the running mean of every step's weights, not
     the last step's: replaying the same steps with the raw weights and averaging by hand

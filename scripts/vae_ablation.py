@@ -49,21 +49,26 @@ LEARNED = ("self-supervised", "vae-pairs", "vae-combined")
 
 
 def score_case(reference: sitk.Image, case: Case, methods: list[str], steps: int,
-               seed: int, done: dict, weights: str | None = None, device: str = "cpu") -> dict:
-    """The bench's run_case once per learned method; baselines from the first call."""
+               seed: int, done: dict, weights: str | None = None, device: str = "cpu",
+               curve: tuple[int, ...] = ()) -> dict:
+    """The bench's run_case once per learned method; baselines from the first call.
+
+    curve: shorter budgets of the default method scored from the same adaptation."""
     rows = dict(done)
     for method in methods:
         if method in rows or method in ("bspline", "deconv"):
             continue
         learned = method if method in LEARNED else "self-supervised"
         result = run_case(reference, case, steps if method in LEARNED else 0, (seed,),
-                          device, (), None, method=learned, weights=weights)
+                          device, (), None, method=learned, weights=weights,
+                          curve=curve if method == "self-supervised" else ())
         for base in ("bspline", "deconv"):
             rows.setdefault(base, dict(result[base]))
         mine = result["intersr"]
         rows[method] = {"psnr_fg": mine["psnr_fg"], "ssim_fg": mine["ssim_fg"],
                         "seconds": round(mine["seconds"], 1),
-                        "profile": mine["profile"]["provenance"]}
+                        "profile": mine["profile"]["provenance"],
+                        **({"curve": mine["curve"]} if "curve" in mine else {})}
     return rows
 
 
@@ -168,6 +173,52 @@ def seed_spread(files: list[str], method: str, every: bool) -> None:
               f"[{max(spreads):.2f}] |")
 
 
+def curve_report(files: list[str], png: str | None, rate: float | None) -> None:
+    """Gain over B-spline against the adaptation budget, per (set, split): the network alone
+    (budget 0), every --curve budget and the run's own. Files: results of `--curve` runs
+    (several: their cases and budgets are merged, a case's B-spline read from each file)."""
+    gains: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for name in files:
+        saved = json.loads(Path(name).read_text())
+        for r in saved["results"]:
+            m = r["methods"]
+            by = gains.setdefault((r["set"], r["split"]), {})
+            base = m["bspline"]["psnr_fg"]
+            points = [(0, m["pretrained"]["psnr_fg"])] if "pretrained" in m else []
+            if "self-supervised" in m:
+                points += [(c["steps"], c["psnr_fg"]) for c in m["self-supervised"].get("curve", [])]
+                points.append((saved["steps"], m["self-supervised"]["psnr_fg"]))
+            for steps, value in points:
+                by.setdefault(steps, []).append(value - base)
+    print("| set | split | budget (steps) | seconds at the default run's rate | n | gain over "
+          "B-spline, median [min, max] |\n|---|---|---|---|---|---|")
+    for (set_, split), by in sorted(gains.items()):
+        for steps, values in sorted(by.items()):
+            secs = f"{steps / rate:.0f}" if rate else "-"
+            print(f"| {set_} | {split} | {steps or 'network alone'} | {secs} | {len(values)} | "
+                  f"{cell(values)} |")
+    if png:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+        for (set_, split), by in sorted(gains.items()):
+            xs = sorted(by)
+            x = [k / rate if rate else k for k in xs]
+            med = [float(np.median(by[k])) for k in xs]
+            ax.plot(x, med, "o-", label=f"{set_}, {split} (n={max(len(by[k]) for k in xs)})")
+            ax.fill_between(x, [min(by[k]) for k in xs], [max(by[k]) for k in xs], alpha=0.15)
+        ax.set_xlabel("adaptation time on the 2-core CPU, s (steps / default run's rate)"
+                      if rate else "adaptation steps")
+        ax.set_ylabel("PSNR gain over B-spline, dB")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        ax.set_title("Quality vs adaptation budget (median, band: min-max)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(png)
+        print(f"wrote {png}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/mr")
@@ -197,6 +248,15 @@ def main() -> int:
     parser.add_argument("--method", default="self-supervised", help="the method --seeds reads")
     parser.add_argument("--all", action="store_true",
                         help="--seeds: also cases that not every seed has")
+    parser.add_argument("--curve", default="",
+                        help="shorter step budgets (multiples of 25) also scored for "
+                             "self-supervised, from the same adaptation, e.g. 75,150,300")
+    parser.add_argument("--curve-report", nargs="+", metavar="FILE",
+                        help="only report gain vs budget from --curve result files")
+    parser.add_argument("--png", help="--curve-report: also plot it here")
+    parser.add_argument("--rate", type=float,
+                        help="--curve-report: adaptation steps per second of a default run "
+                             "(the timing bench's), to show budgets in seconds")
     parser.add_argument("--report", action="store_true",
                         help="only print the tables of the results already in --out")
     args = parser.parse_args()
@@ -207,6 +267,10 @@ def main() -> int:
     if args.seeds:
         seed_spread(args.seeds, args.method, args.all)
         return 0
+    if args.curve_report:
+        curve_report(args.curve_report, args.png, args.rate)
+        return 0
+    curve = tuple(int(v) for v in args.curve.split(",") if v)
     if args.report:  # --out may list several result files: the rows of one case are merged
         merged: dict[tuple, dict] = {}
         for name in args.out.split(","):
@@ -236,11 +300,13 @@ def main() -> int:
         for path in paths:
             stem = path.name.split(".")[0]
             row = by_key.get((stem, case.name))
+            if row and curve and "curve" not in row["methods"].get("self-supervised", {}):
+                row["methods"].pop("self-supervised", None)  # scored without its curve
             if row and all(m in row["methods"] for m in methods):
                 continue
             image, _ = crop_to_anatomy(sitk.ReadImage(str(path)), args.crop)
             rows = score_case(image, case, methods, args.steps, args.seed,
-                              row["methods"] if row else {}, args.weights, args.device)
+                              row["methods"] if row else {}, args.weights, args.device, curve)
             if row is None:
                 row = {"volume": stem, "set": case.set, "case": case.name,
                        "split": _split(stem), "methods": rows}
@@ -249,7 +315,7 @@ def main() -> int:
             row["methods"] = rows
             print(stem, case.name, {m: round(r["psnr_fg"], 2) for m, r in rows.items()},
                   flush=True)
-            out.write_text(json.dumps({"steps": args.steps, "crop": args.crop,
+            out.write_text(json.dumps({"steps": args.steps, "crop": args.crop, "curve": curve,
                                        "seed": args.seed, "device": args.device,
                                        "results": results}, indent=1))
     print(table(results, methods))

@@ -30,10 +30,13 @@ from .timing import PeakRSS, timing
 
 def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ...],
              device: str, exclude: tuple, png: Path | None,
-             method: str = "self-supervised", **run_options) -> dict:
+             method: str = "self-supervised", curve: tuple[int, ...] = (),
+             **run_options) -> dict:
     """Every method on one case; InterSliceSR once per seed (median and spread reported).
 
     run_options: further `RunOptions` for InterSliceSR (e.g. a forced profile and thickness).
+    curve: shorter step budgets also scored (first seed), from the same adaptation's kept
+    weights (AdaptConfig.keep_at): rows["intersr"]["curve"], one entry per budget.
     """
     ref = prepared_reference(reference, case)
     thick = thick_case(ref, case)
@@ -48,7 +51,7 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
                              method=method, **run_options)
         with PeakRSS() as peak:
             start = time.monotonic()
-            result = super_resolve_volume(volume, options)
+            result = super_resolve_volume(volume, options, keep_at=curve if not runs else ())
             seconds = time.monotonic() - start
         runs.append((result, seconds, peak.peak))
         outputs.append(to_image(result.array, result.geometry))
@@ -102,11 +105,34 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
                     "fwhm_voxels": estimate.fwhm / voxel,
                     "fwhm_error": estimate.fwhm / voxel / case.fwhm - 1,
                     "provenance": runs[0][0].provenance.get("intersr_profile", "")}}
+    if curve:
+        rows["intersr"]["curve"] = [
+            {"steps": k, "adapt_seconds": round(t, 1),
+             **quality(ref_crop, kept_output(volume, state, RunOptions(
+                 spacing=h, no_adapt=True, device=device, seed=seeds[0], method=method,
+                 **run_options)), exclude_np)}
+            for k, (state, t) in sorted(runs[0][0].adaptation.kept.items())]
     if png is not None:
         write_png(png, through_plane_panel(
             [ref_crop, estimates["bspline"], estimates["deconv"],
              sitk.GetArrayFromImage(ours)], np_axis, normaliser(ref_crop)))
     return rows
+
+
+def kept_output(volume, state: dict, options: RunOptions) -> np.ndarray:
+    """The output a run with these kept weights (fp32, unrounded) gives, as a numpy array."""
+    import tempfile
+    from dataclasses import replace
+
+    from ..networks.network import build_network
+    from ..networks.weights import load_pretrained, save_weights
+    config = load_pretrained().config
+    model = build_network(config)
+    model.load_state_dict(state)
+    with tempfile.TemporaryDirectory(prefix="intersr-curve-") as folder:
+        save_weights(model, config, Path(folder), "kept.pt", half=False, onnx=False)
+        result = super_resolve_volume(volume, replace(options, weights=folder))
+    return sitk.GetArrayFromImage(to_image(result.array, result.geometry))
 
 
 def summary(results: list[dict]) -> dict:

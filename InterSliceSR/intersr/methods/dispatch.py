@@ -34,17 +34,18 @@ def initial_model(options: RunOptions, log: Callable[[str], None]) -> tuple[torc
     return pretrained.model, pretrained.sha256
 
 
-def adapt_config(options: RunOptions, device: torch.device) -> AdaptConfig:
+def adapt_config(options: RunOptions, device: torch.device,
+                 keep_at: tuple[int, ...] = ()) -> AdaptConfig:
     budget = budget_for(options, device.type)
     return AdaptConfig(steps=budget.steps, seconds=budget.seconds,
-                       batch=ADAPT_BATCH[device.type], seed=options.seed)
+                       batch=ADAPT_BATCH[device.type], seed=options.seed, keep_at=keep_at)
 
 
 def adapted_backend(options: RunOptions, normalised: np.ndarray,
                     spacing3: tuple[float, float, float], thickness: float, factor: float,
                     use_ort: bool, progress: Progress, workdir: str | None = None,
                     ort_on_cpu: bool = False, profiles: list | None = None,
-                    target_spacing: float | None = None
+                    target_spacing: float | None = None, keep_at: tuple[int, ...] = ()
                     ) -> tuple[Backend, AdaptResult, str, dict[str, str]]:
     """Adapt (unless the options say not to) and return the backend that runs the result.
 
@@ -53,6 +54,7 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     ort_on_cpu: do so when the run is on the CPU (--backend auto).
     profiles: the slice profile(s) adaptation learns (profile.py); default a Gaussian of
     `thickness`. target_spacing: the requested output spacing (pairs at its resolution).
+    keep_at: also keep the weights of these shorter step budgets (AdaptConfig.keep_at).
     """
     device = pick_device(options.device, progress.log)
     torch.manual_seed(options.seed)
@@ -64,7 +66,8 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     if adapts(options):
         method = importlib.import_module(f".{METHODS[options.method][0]}", __package__)
         result, extra = method.fit_method(model, normalised, spacing3, profiles or thickness, factor,
-                                          adapt_config(options, device), device, progress,
+                                          adapt_config(options, device, keep_at), device,
+                                          progress,
                                           target_spacing=target_spacing,
                                           method=options.method)
     if not (use_ort or (ort_on_cpu and device.type == "cpu")):

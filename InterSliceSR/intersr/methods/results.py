@@ -17,6 +17,8 @@ class AdaptResult:
     final_loss: float = float("nan")  # best held-out L1 (the kept weights)
     stopped_early: bool = False
     history: list[tuple[int, float, float]] = field(default_factory=list)  # step, train, held-out
+    # AdaptConfig.keep_at: step -> (the weights a budget of that many steps returns, seconds)
+    kept: dict[int, tuple[Any, float]] = field(default_factory=dict)
 
 
 @dataclass

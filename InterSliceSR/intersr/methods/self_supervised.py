@@ -42,6 +42,9 @@ class AdaptConfig:
     patience: int = 8  # evaluations without improvement before stopping early
     seed: int = 0
     average: float = WEIGHT_AVERAGE  # decay of the weights' moving average (0: raw weights)
+    # Steps (multiples of eval_every) at which to keep what a budget of that many steps would
+    # return: one run gives a whole quality-vs-budget curve (the bench's --curve).
+    keep_at: tuple[int, ...] = ()
 
 
 COARSER = 1.25  # output spacing this much above the in-plane spacing: learn at its resolution
@@ -169,6 +172,8 @@ def fit(model: torch.nn.Module, samplers: list[PlanePairs], checks: list[PlanePa
     keeps the best weights. Adaptation and the VAE-pairs method both train through here.
     """
     result = AdaptResult()
+    if any(k <= 0 or k % config.eval_every for k in config.keep_at):
+        raise ValueError(f"keep_at steps must be positive multiples of {config.eval_every}")
     rng = np.random.default_rng(config.seed)
     val_rng = np.random.default_rng(config.seed + 1)
     reps = max(1, 4 // max(len(checks), 1))
@@ -208,7 +213,10 @@ def fit(model: torch.nn.Module, samplers: list[PlanePairs], checks: list[PlanePa
                 stale += 1
                 if stale >= config.patience:
                     result.stopped_early = True
-                    break
+            if step in config.keep_at:
+                result.kept[step] = (copy.deepcopy(best_state), time.monotonic() - start)
+            if result.stopped_early:
+                break
         if progress is not None:
             if planned is None:  # time budget: express progress in seconds
                 total = max(int(config.seconds or 1), 1)
@@ -226,6 +234,9 @@ def fit(model: torch.nn.Module, samplers: list[PlanePairs], checks: list[PlanePa
         result.history.append((step, running if running is not None else held, held))
         if held < best * 0.999:
             best, best_state = held, copy.deepcopy(averaged.state_dict())
+    for k in config.keep_at:  # budgets beyond an early stop return what it kept
+        if k not in result.kept:
+            result.kept[k] = (copy.deepcopy(best_state), time.monotonic() - start)
     model.load_state_dict(best_state)
     model.eval()
     result.steps = step

@@ -90,8 +90,13 @@ def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
 
 
 def super_resolve_volume(volume: Volume, options: RunOptions,
-                         progress: Progress | None = None) -> RunResult:
-    """The whole method on an in-memory canonical volume."""
+                         progress: Progress | None = None,
+                         keep_at: tuple[int, ...] = ()) -> RunResult:
+    """The whole method on an in-memory canonical volume.
+
+    keep_at: for benches, the adaptation also keeps the weights that these shorter step
+    budgets would have given (RunResult.adaptation.kept).
+    """
     start = time.monotonic()
     progress = progress or Progress("none")
     validate(options)
@@ -126,7 +131,8 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
             engine, result, sha, extra = adapted_backend(
                 options, normalised, spacing3, thickness, factor,
                 use_ort=choice.backend == "onnxruntime", progress=progress, workdir=workdir,
-                ort_on_cpu=choice.ort_on_cpu, profiles=profiles, target_spacing=spacing)
+                ort_on_cpu=choice.ort_on_cpu, profiles=profiles, target_spacing=spacing,
+                keep_at=keep_at)
         else:
             engine, sha = shipped_ort_backend(options)
             result, extra = AdaptResult(), {}
