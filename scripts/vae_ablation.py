@@ -41,22 +41,27 @@ import SimpleITK as sitk
 
 from intersr.bench.cases import (BENCH_ADAPT_STEPS, BENCH_CROP, CASES, Case, _split,
                                   crop_to_anatomy, find_volumes)
-from intersr.bench.quality import run_case
+from intersr.bench.quality import oracle_case, run_case
 from intersr.resources import HELD_OUT
 
-METHODS = ("bspline", "deconv", "pretrained", "self-supervised", "vae-pairs", "vae-combined")
+METHODS = ("bspline", "deconv", "pretrained", "self-supervised", "vae-pairs", "vae-combined",
+           "oracle")
 LEARNED = ("self-supervised", "vae-pairs", "vae-combined")
 
 
 def score_case(reference: sitk.Image, case: Case, methods: list[str], steps: int,
                seed: int, done: dict, weights: str | None = None, device: str = "cpu",
-               curve: tuple[int, ...] = ()) -> dict:
+               curve: tuple[int, ...] = (), oracle_steps: int | None = None) -> dict:
     """The bench's run_case once per learned method; baselines from the first call.
 
     curve: shorter budgets of the default method scored from the same adaptation."""
     rows = dict(done)
     for method in methods:
         if method in rows or method in ("bspline", "deconv"):
+            continue
+        if method == "oracle":  # the supervised ceiling; its curve holds the same budget's
+            rows[method] = oracle_case(reference, case, oracle_steps or steps, seed, device,
+                                       keep_at=(steps,))
             continue
         learned = method if method in LEARNED else "self-supervised"
         result = run_case(reference, case, steps if method in LEARNED else 0, (seed,),
@@ -69,6 +74,10 @@ def score_case(reference: sitk.Image, case: Case, methods: list[str], steps: int
                         "seconds": round(mine["seconds"], 1),
                         "profile": mine["profile"]["provenance"],
                         **({"curve": mine["curve"]} if "curve" in mine else {})}
+    if "bspline" not in rows:  # the baselines come with a run of the network alone
+        result = run_case(reference, case, 0, (seed,), device, (), None, weights=weights)
+        for base in ("bspline", "deconv"):
+            rows[base] = dict(result[base])
     return rows
 
 
@@ -239,6 +248,9 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="where adaptation runs (results on cuda are labelled so; the "
                              "adaptation batch differs, options.ADAPT_BATCH)")
+    parser.add_argument("--gpu-config", action="store_true",
+                        help="adapt with the CUDA preset's batch (options.ADAPT_BATCH['cuda']) "
+                             "on this device: the GPU default's quality, checked on a CPU")
     parser.add_argument("--compare", nargs=2, metavar=("OLD:METHOD", "NEW:METHOD"),
                         help="only compare two result files, case by case")
     parser.add_argument("--label-old", default="old")
@@ -251,6 +263,9 @@ def main() -> int:
     parser.add_argument("--curve", default="",
                         help="shorter step budgets (multiples of 25) also scored for "
                              "self-supervised, from the same adaptation, e.g. 75,150,300")
+    parser.add_argument("--oracle-steps", type=int,
+                        help="oracle: train up to this many steps (early stopping as "
+                             "adaptation); its score at --steps is kept too (default --steps)")
     parser.add_argument("--curve-report", nargs="+", metavar="FILE",
                         help="only report gain vs budget from --curve result files")
     parser.add_argument("--png", help="--curve-report: also plot it here")
@@ -271,6 +286,9 @@ def main() -> int:
         curve_report(args.curve_report, args.png, args.rate)
         return 0
     curve = tuple(int(v) for v in args.curve.split(",") if v)
+    if args.gpu_config:
+        from intersr.options import ADAPT_BATCH
+        ADAPT_BATCH[args.device] = ADAPT_BATCH["cuda"]
     if args.report:  # --out may list several result files: the rows of one case are merged
         merged: dict[tuple, dict] = {}
         for name in args.out.split(","):
@@ -306,7 +324,8 @@ def main() -> int:
                 continue
             image, _ = crop_to_anatomy(sitk.ReadImage(str(path)), args.crop)
             rows = score_case(image, case, methods, args.steps, args.seed,
-                              row["methods"] if row else {}, args.weights, args.device, curve)
+                              row["methods"] if row else {}, args.weights, args.device, curve,
+                              args.oracle_steps)
             if row is None:
                 row = {"volume": stem, "set": case.set, "case": case.name,
                        "split": _split(stem), "methods": rows}
@@ -317,6 +336,7 @@ def main() -> int:
                   flush=True)
             out.write_text(json.dumps({"steps": args.steps, "crop": args.crop, "curve": curve,
                                        "seed": args.seed, "device": args.device,
+                                       "gpu_config": args.gpu_config,
                                        "results": results}, indent=1))
     print(table(results, methods))
     return 0

@@ -135,6 +135,54 @@ def kept_output(volume, state: dict, options: RunOptions) -> np.ndarray:
     return sitk.GetArrayFromImage(to_image(result.array, result.geometry))
 
 
+def oracle_case(reference: sitk.Image, case: Case, steps: int, seed: int, device: str = "cpu",
+                keep_at: tuple[int, ...] = ()) -> dict:
+    """The supervised ceiling: the shipped network trained on this very volume's truth.
+
+    Pairs are the true high-resolution reference (on the output grid) and its thick version
+    through the TRUE profile along the true slice axis, in the run's own normalisation; the
+    same loop, batch and held-out rule as adaptation (fit), from the same shipped weights, up
+    to `steps` with early stopping; inference with the true profile. keep_at: the same
+    training's shorter budgets, scored too (e.g. the adaptation's own budget).
+    """
+    import torch
+
+    from ..acquisition.pairs import PlanePairs
+    from ..methods.self_supervised import AdaptConfig, fit, held_out_split
+    from ..networks.weights import load_pretrained
+    ref = prepared_reference(reference, case)
+    thick = thick_case(ref, case)
+    voxel = ref.GetSpacing()[case.axis]
+    volume = to_volume(thick, force=True, source=case.name)
+    np_axis = 2 - case.axis
+    ref_out = reference_at_output(sitk.GetArrayFromImage(ref), case)
+    intensity = normaliser(volume.array)
+    fine = np.ascontiguousarray(np.moveaxis(intensity.apply(ref_out), np_axis, 0), np.float32)
+    factor, fwhm = case.factor / case.target, case.fwhm / case.target
+    samplers, checks = [], []
+    for other in (1, 2):
+        train, held = held_out_split(fine.shape[3 - other])
+        samplers.append(PlanePairs(fine, 0, other, factor, fwhm, fixed=train, shape=case.shape,
+                                   tbw=case.tbw))
+        checks.append(PlanePairs(fine, 0, other, factor, fwhm, fixed=held, shape=case.shape,
+                                 tbw=case.tbw))
+    torch.manual_seed(seed)
+    model = load_pretrained().model
+    budgets = tuple(k for k in keep_at if k < steps) + (steps,)
+    trained = fit(model, samplers, checks, AdaptConfig(steps=steps, seed=seed, keep_at=budgets),
+                  torch.device(device))
+    options = RunOptions(spacing=voxel * case.target, no_adapt=True, device=device, seed=seed,
+                         profile=case.shape, thickness=case.fwhm * voxel)
+    rows = []
+    for k, (state, seconds) in sorted(trained.kept.items()):
+        estimate = kept_output(volume, state, options)
+        ref_k = np.take(ref_out, np.arange(estimate.shape[np_axis]), axis=np_axis)
+        rows.append({"steps": k, "seconds": round(seconds, 1), **quality(ref_k, estimate, ())})
+    final = rows[-1]
+    return {**final, "trained_steps": trained.steps, "stopped_early": trained.stopped_early,
+            "curve": rows[:-1]}
+
+
 def summary(results: list[dict]) -> dict:
     """Median gains per (set, held-out/seen): over B-spline and over the deconvolution."""
     out: dict[str, dict] = {}

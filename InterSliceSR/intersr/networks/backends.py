@@ -130,6 +130,11 @@ def pick_device(name: str, log: Callable[[str], None] | None = None):
         if log is not None:
             log(f"intersr: the CUDA GPU failed at start ({reason}); falling back to the CPU")
         return torch.device("cpu")
+    # TF32 matrix products on GPUs that have them (Ampere and later) for the network's
+    # convolutions and MLP; the CPU path is unaffected. Its effect on quality and speed is not
+    # yet measured (no GPU was lent when this was written; docs/benchmarks.md, Speed).
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     return device
 
 
