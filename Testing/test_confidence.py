@@ -134,3 +134,12 @@ def test_calibration_is_monotone_and_documented():
     assert not any(h.split(".")[0] in calibration["fitted_on"]
                    for h in __import__("intersr.resources").resources.HELD_OUT)
     assert list(confidence._isotonic(np.array([1.0, 3, 2, 4]), np.ones(4))) == [1, 2.5, 2.5, 4]
+
+
+def test_memory_model_counts_the_map():
+    from intersr.runners import memory
+    from intersr.volumes.grid import plan
+    grid = plan((256, 256, 40), (1.0, 1.0, 4.0))
+    plain, more = memory.required_bytes(grid), memory.required_bytes(grid, confidence=True)
+    out = 4 * memory.voxels(grid.output_size)
+    assert plain + out <= more <= plain + 3 * out

@@ -43,9 +43,10 @@ def plan_grid(volume: Volume, options: RunOptions) -> Grid:
                 slice_axis=g.slice_axis)
 
 
-def check_memory(grid: Grid, backend: str = "torch", available: int | None = None) -> int:
+def check_memory(grid: Grid, backend: str = "torch", available: int | None = None,
+                 confidence: bool = False) -> int:
     """Refuse up front when the run cannot fit (the estimate the Slicer module shows)."""
-    return memory.check(grid, backend, available)
+    return memory.check(grid, backend, available, confidence)
 
 
 def grid_warnings(geometry: Geometry, spacing: float, options: RunOptions) -> list[str]:
@@ -110,7 +111,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     if adapting and options.method == "self-supervised":
         check_adaptable(volume, header_thickness)
     positions = grid.positions()
-    check_memory(grid, choice.backend)
+    check_memory(grid, choice.backend, confidence=confidence)
     warnings = grid_warnings(geometry, spacing, options)
     for warning in warnings:
         progress.log(f"intersr: warning: {warning}")
@@ -220,6 +221,7 @@ def run(input_path: str, output_path: str, options: RunOptions,
     progress.update("load", 1, 1)
     result = super_resolve_volume(volume, options, progress,
                                   confidence=options.confidence is not None)
+    result.spread = None  # only the map is written
     # what made this output, so that `intersr batch --resume` can tell whether it is current
     result.provenance = protocol.provenance(
         **{protocol.short_key(k): v for k, v in result.provenance.items()},
