@@ -1,9 +1,9 @@
 """Fit the confidence map's calibration on the SEEN bench volumes, or measure it on the HELD-OUT.
 
-    # fit: writes InterSliceSR/intersr/data/models/confidence.json (about 3 min on 2 busy cores)
-    PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --fit --data /work/shared/data/mr
+    # fit: writes InterSliceSR/intersr/data/models/confidence.json (about 2 min on 2 busy CPU cores)
+    PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --fit --data ../shared/data/mr
     # measure: writes bench-out/confidence.json and prints the tables (about 4 min)
-    PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --data /work/shared/data/mr
+    PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --data ../shared/data/mr
 
 Cases: the bench's x4 thick-slice simulations (`intersr.bench.cases`: gauss_x4 matched,
 box_x4, sinc_x4, sinc2_y_x4 mismatch) of a 96-voxel crop around the anatomy, run with the shipped
