@@ -87,11 +87,10 @@ def score(thick: np.ndarray, output: np.ndarray, spread: np.ndarray, positions: 
 
 
 def calibrate(values: np.ndarray, calibration: dict) -> np.ndarray:
-    """Score -> expected absolute error (the monotone table, flat beyond its ends), in place."""
+    """Score -> expected absolute error (the monotone table, flat beyond its ends)."""
     table = calibration["table"]
-    out = np.interp(values, np.asarray(table["score"], np.float32),
-                    np.asarray(table["error"], np.float32)).astype(np.float32)
-    return out
+    return np.interp(values, np.asarray(table["score"], np.float32),
+                     np.asarray(table["error"], np.float32)).astype(np.float32)
 
 
 def confidence_map(thick: np.ndarray, output: np.ndarray, spread: np.ndarray,
