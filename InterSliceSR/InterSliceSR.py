@@ -131,6 +131,7 @@ class InterSliceSRParameterNode:
     seed - random seed of the fine-tuning.
     method - what the network is fine-tuned on: "self-supervised" or "vae-pairs" (docs/vae.md).
     noAdapt - quick mode: the shipped network without fine-tuning (runs without PyTorch, ONNX Runtime).
+    confidenceMap - also add "<result> confidence" (expected error per voxel), a colour overlay.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -144,11 +145,7 @@ class InterSliceSRParameterNode:
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     method: Annotated[str, Choice(list(options.GUI_METHODS))] = "self-supervised"
     noAdapt: bool = False
-
-
-#
-# InterSliceSRWidget
-#
+    confidenceMap: bool = False
 
 
 class InterSliceSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

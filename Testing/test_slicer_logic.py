@@ -344,7 +344,8 @@ def test_run_parameters_are_derived_from_the_one_declaration():
     from dataclasses import fields
 
     names = {f.name for f in fields(RunParameters)}
-    assert names == {options.param_name(o) for o in options.ENGINE_OPTIONS} | {"budgetSeconds"}
+    assert names == {options.param_name(o) for o in options.ENGINE_OPTIONS} | {"budgetSeconds",
+                                                                            "confidenceMap"}
     assert {"targetSpacing", "sliceThickness", "profile", "method", "backend", "weights"} <= names
 
 
@@ -448,7 +449,7 @@ def test_module_ui_and_parameter_node_agree():
     assert any(getattr(d, "id", None) == "parameterNodeWrapper" for d in parameter_node.decorator_list)
     fields = {n.target.id for n in parameter_node.body if isinstance(n, ast.AnnAssign)}
     assert fields >= {"inputVolume", "targetSpacing", "sliceThickness", "device", "budget",
-                      "budgetSeconds", "seed", "method", "noAdapt"}
+                      "budgetSeconds", "seed", "method", "noAdapt", "confidenceMap"}
     ui = ET.parse(MODULE_DIR / "Resources" / "UI" / "InterSliceSR.ui").getroot()
     bound = {}
     for widget in ui.iter("widget"):
@@ -461,7 +462,7 @@ def test_module_ui_and_parameter_node_agree():
     assert bound["targetSpacing"] == bound["sliceThickness"] == bound["budgetSeconds"] == "QDoubleSpinBox"
     assert bound["device"] == bound["budget"] == bound["method"] == "QComboBox"
     assert bound["seed"] == "QSpinBox"
-    assert bound["noAdapt"] == "QCheckBox"
+    assert bound["noAdapt"] == bound["confidenceMap"] == "QCheckBox"
     names = {w.get("name") for w in ui.iter("widget")}
     for required in ("applyButton", "progressBar", "logTextEdit", "installDependenciesButton",
                      "sliceAxisLabel", "inputGeometryLabel", "outputGeometryLabel", "memoryLabel",
@@ -629,3 +630,35 @@ def test_result_node_unique_name_description_and_dicom_export_attributes(scene, 
         # in the input's study (folder), so an export keeps the study and makes a new series
         assert sh.GetItemParent(item) == sh.GetItemParent(sh.GetItemByDataNode(node))
     assert_clean(tmp_root)
+
+
+def test_confidence_map_is_a_second_node_overlaid_on_the_result(scene, crop, tmp_root):
+    """The "Confidence map" checkbox: "<result> confidence" on the result's grid, its own
+    provenance, a colour table, linked to the result; the result itself is unchanged."""
+    from InterSliceSRLib import confidence
+
+    node = add_volume(scene, crop)
+    count = node_count(scene)
+    logic = InterSliceSRLogicCore(tempRoot=str(tmp_root))
+    out = logic.process(node, device="cpu", adaptSteps=0, confidenceMap=True)
+    conf = logic.confidenceNode
+    assert conf is not None and conf.GetScene() is scene and conf is not out
+    assert conf.GetName() == f"{out.GetName()} confidence"
+    assert node_count(scene) == count + 4  # two volumes, two display nodes
+    assert conf.GetImageData().GetDimensions() == out.GetImageData().GetDimensions()
+    np.testing.assert_allclose(ijk_to_ras(conf), ijk_to_ras(out), atol=TOL_MM)
+    values = slicer.util.arrayFromVolume(conf)
+    assert values.dtype == np.float32 and values.min() >= 0 and values.max() < 1
+    assert not np.array_equal(values, slicer.util.arrayFromVolume(out))
+    display = conf.GetDisplayNode()
+    assert display.GetColorNodeID() == confidence.COLOR_NODE_ID and not display.GetAutoWindowLevel()
+    assert "expected absolute error" in conf.GetAttribute("InterSliceSR.map")
+    assert conf.GetAttribute("InterSliceSR.weights_sha256") == out.GetAttribute("InterSliceSR.weights_sha256")
+    assert conf.GetAttribute("InterSliceSR.confidenceOf") == out.GetID()
+    assert out.GetAttribute("InterSliceSR.confidenceNode") == conf.GetID()
+    assert "not an image of the anatomy" in conf.GetDescription().lower()
+    assert_clean(tmp_root)
+    # without the checkbox: no second node
+    logic = InterSliceSRLogicCore(tempRoot=str(tmp_root))
+    logic.process(node, device="cpu", adaptSteps=0)
+    assert logic.confidenceNode is None

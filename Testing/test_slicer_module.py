@@ -371,10 +371,14 @@ def test_every_gui_parameter_reaches_the_engine():
     gui = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)} - {"inputVolume"}
     assert gui <= {f.name for f in fields(RunParameters)}, gui - {f.name for f in fields(RunParameters)}
     values = dict(targetSpacing=0.0, sliceThickness=0.0, device="cpu", budget="balanced", budgetSeconds=120.0,
-                  seed=3, method="vae-pairs", noAdapt=False)
+                  seed=3, method="vae-pairs", noAdapt=False, confidenceMap=False)
     assert set(values) == gui
     args = RunParameters.fromParameterNode(SimpleNamespace(**values)).engineArgs("i", "o", python="py")
     assert args[args.index("--method") + 1] == "vae-pairs" and args[args.index("--seed") + 1] == "3"
     quick = RunParameters.fromParameterNode(SimpleNamespace(**dict(values, noAdapt=True))).engineArgs(
         "i", "o", python="py")
     assert "--no-adapt" in quick and "--budget" not in quick
+    from InterSliceSRLib import confidence  # the checkbox: a flag the logic adds with its temp folder
+    mapped = RunParameters.fromParameterNode(SimpleNamespace(**dict(values, confidenceMap=True)))
+    assert confidence.engine_flags(mapped, "/t") == ["--confidence", "/t/confidence.nrrd"]
+    assert "--confidence" not in mapped.engineArgs("i", "o", python="py")

@@ -29,6 +29,7 @@ from intersr import protocol
 from intersr.volumes.filecheck import disk_full_reason
 
 from .dicom import RESULT_NAME_SUFFIX, dicomFacts, exportAttributes, markForExport, resultName
+from . import confidence
 from .engine_process import EngineProcess, build_engine_args, build_fuse_args
 from .progress import ProgressState
 
@@ -61,7 +62,8 @@ def _engine_args(self, inputPath, outputPath, python=None) -> list:
 RunParameters = make_dataclass(
     "RunParameters",
     [(options.param_name(o), o.annotation, field(default=o.default)) for o in options.ENGINE_OPTIONS]
-    + [(options.BUDGET_SECONDS_PARAM, float, field(default=120.0))],
+    + [(options.BUDGET_SECONDS_PARAM, float, field(default=120.0)),
+       (confidence.PARAMETER, bool, field(default=False))],  # the --confidence checkbox
     namespace={"fromParameterNode": classmethod(_from_parameter_node), "toOptions": _to_options,
                "engineArgs": _engine_args, "__module__": __name__,
                "__doc__": "Run parameters, Slicer side (derived from intersr.options)."})
@@ -85,6 +87,7 @@ class InterSliceSRLogicCore:
         self.state = "idle"
         self.progress = ProgressState()
         self.outputNode = None
+        self.confidenceNode = None  # "<result> confidence" when the run made a confidence map
         self.errorMessage = ""
         self.doneEvent = None
         self._process = None
@@ -160,6 +163,7 @@ class InterSliceSRLogicCore:
             self.state = "running"
             self.progress = ProgressState()
             self.outputNode = None
+            self.confidenceNode = None
             self.errorMessage = ""
             self.doneEvent = None
             self._inputNode = inputNode
@@ -187,6 +191,7 @@ class InterSliceSRLogicCore:
                 args = self._fuseArgs(params, inputPath, outputPath)
             else:
                 args = params.engineArgs(inputPath, outputPath, python=self.python)
+                args += confidence.engine_flags(params, self._tempDir)
             self._emit({"stage": "start", "message": "Running: " + " ".join(args[1:])})
             self._process = EngineProcess(args, cwd=self._tempDir)
         except BaseException:
@@ -337,7 +342,8 @@ class InterSliceSRLogicCore:
     # ------------------------------------------------------------------ console API
     def process(self, inputNode, spacing=None, thickness=None, device="auto", adaptSeconds=None,
                        adaptSteps=None, seed=0, wait=True, *, factor=None, budget="balanced",
-                       force=False, on_event=None, timeout=None, method="self-supervised"):
+                       force=False, on_event=None, timeout=None, method="self-supervised",
+                       confidenceMap=False):
         """Console API: make "<input name> (InterSliceSR synthesised)" from ``inputNode`` and
         return the new node.
 
@@ -347,6 +353,8 @@ class InterSliceSRLogicCore:
         - ``adaptSeconds`` / ``adaptSteps``: fine-tuning budget (``adaptSteps=0``: no fine-tuning);
           neither = ``budget`` preset (per device: ``intersr.options.BUDGET_PRESETS``).
         - ``method``: "self-supervised" (default) or "vae-pairs" (engine ``--method``).
+        - ``confidenceMap``: also add "<result> confidence" (``confidenceNode``; engine
+          ``--confidence``), the expected error per voxel.
         - ``wait=False`` returns None at once; call ``poll()`` until ``state`` is no longer
           "running" (the Slicer module's logic does that with a timer), then read ``outputNode``.
         Raises ``RunError`` with the engine's message when the run fails (nothing is added).
@@ -354,7 +362,7 @@ class InterSliceSRLogicCore:
         params = RunParameters(
             targetSpacing=spacing, sliceThickness=thickness, device=device, budget=budget,
             seed=seed, adaptSteps=adaptSteps, adaptSeconds=adaptSeconds, factor=factor,
-            force=force, method=method,
+            force=force, method=method, confidenceMap=confidenceMap,
         )
         self.start(inputNode, params, on_event=on_event)
         if not wait:
@@ -424,6 +432,7 @@ class InterSliceSRLogicCore:
             if not os.path.isfile(outputPath):
                 raise RunError("the engine exited without writing its output")
             node = self._loadResult(outputPath)
+            self._loadConfidence(node)
         except Exception as exc:
             self.state = "failed"
             self.errorMessage = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
@@ -490,6 +499,20 @@ class InterSliceSRLogicCore:
             scene.RemoveNode(node)  # never leave a half-made node behind
             raise
         return node
+
+    def _loadConfidence(self, node) -> None:
+        """The confidence map as a second node (removing the result if it cannot be added)."""
+        if self._extraStacks or not confidence.wanted(self._params):
+            return
+        try:
+            path = confidence.path_in(self._tempDir)
+            if not os.path.isfile(path):
+                raise RunError("the engine exited without writing the confidence map")
+            self.confidenceNode = confidence.add_node(node, path, readVolumeFromFile)
+        except Exception:
+            self._scene.RemoveNode(node)
+            raise
+        confidence.show_overlay(node, self.confidenceNode)
 
     def _cleanup(self) -> None:
         if self._tempDir and os.path.isdir(self._tempDir):

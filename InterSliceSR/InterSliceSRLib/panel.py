@@ -10,7 +10,8 @@ from intersr import options
 
 from .i18n import _
 
-INPUT_WIDGETS = ("inputSelector", "targetSpacingSpinBox", "sliceThicknessSpinBox", "deviceComboBox")
+INPUT_WIDGETS = ("inputSelector", "targetSpacingSpinBox", "sliceThicknessSpinBox", "deviceComboBox",
+                 "confidenceCheckBox")
 FINE_TUNING_WIDGETS = ("methodComboBox", "budgetComboBox", "seedSpinBox")
 GEOMETRY_LABELS = ("sliceAxisLabel", "inputGeometryLabel", "outputGeometryLabel", "memoryLabel")
 

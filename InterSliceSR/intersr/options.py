@@ -119,6 +119,10 @@ OPTIONS: tuple[Option, ...] = (
            ".mha), a name ending in '/' being a DICOM folder; dicom: OUTPUT is a new folder for a "
            "DICOM series (DERIVED\\SECONDARY, patient and study tags from a DICOM input)",
            choices=OUTPUT_FORMATS, engine=False),
+    Option("confidence", str, None, "also write a confidence map to PATH (a file beside "
+           "OUTPUT, same grid): per voxel, the expected absolute error of the output in "
+           "normalised intensity (0..1 = the input's 0.5th..99.5th percentile), calibrated on "
+           "the benchmark; never OUTPUT or INPUT", metavar="PATH", engine=False),
     Option("threads", int, None, "CPU threads of this run (default: every core); `intersr "
            "batch` gives each worker its share", metavar="N", minimum=1, engine=False),
     Option("progress", str, "bar", "progress on stderr (bar), JSON lines on stdout (jsonl) or "

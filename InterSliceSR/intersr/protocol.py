@@ -61,7 +61,7 @@ PROVENANCE_KEYS: tuple[str, ...] = (
     "input_spacing_mm", "output_spacing_mm", "thickness_mm", "adapt_steps", "adapt_final_loss",
     "vae_steps", "vae_final_l1", "synthetic_slices", "data_consistency_db", "warnings",
     "stacks", "inputs", "stack_transforms", "stack_profiles", "registration",
-    "slice_axis", "input_sha256", "options",
+    "slice_axis", "input_sha256", "options", "map",
 )
 SYNTHESISED_NOTE = "slices synthesised by InterSliceSR, not acquired"
 FUSED_NOTE = "synthesised by InterSliceSR from {n} stacks, not acquired"

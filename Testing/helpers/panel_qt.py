@@ -27,6 +27,7 @@ def _params():
         "seed": (int, None, 0),
         "method": (str, options.GUI_METHODS, "self-supervised"),
         "noAdapt": (bool, None, False),
+        "confidenceMap": (bool, None, False),
     }
 
 

@@ -29,7 +29,7 @@ def add_batch_parser(sub, parents) -> None:
     batch.add_argument("output_dir", metavar="OUTPUT_DIR",
                        help="where the outputs go, in the inputs' layout, each with a JSON "
                        "sidecar of its provenance")
-    options.add_arguments(batch)
+    options.add_arguments(batch, only=tuple(n for n in options.BY_NAME if n != "confidence"))
     batch.add_argument("--workers", type=int, default=None, metavar="N",
                        help="volumes run at once (default: one per GPU; on CPUs the cores "
                        "shared out, two threads each, within the memory available); each "

@@ -34,3 +34,5 @@ class RunResult:
     backend: str = ""  # what ran the network, e.g. "onnxruntime 1.31.1 on cpu"
     provenance: dict[str, str] = field(default_factory=dict)
     profile: Any = None  # the slice profile used (degrade.SliceProfile)
+    confidence: np.ndarray | None = None  # expected |error| per voxel (normalised), if asked
+    spread: np.ndarray | None = None  # |row pass - col pass| (normalised), with confidence

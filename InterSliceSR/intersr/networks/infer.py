@@ -23,10 +23,12 @@ def plane_bytes(n_slices: int, n_out: int, width: int, channels: int, hidden: in
 
 def super_resolve(model: Any, volume: np.ndarray, positions: np.ndarray, factor: float,
                   blur: float, device: Any = None, progress: Progress | None = None,
-                  chunk_bytes: int | None = None) -> np.ndarray:
+                  chunk_bytes: int | None = None, spread: bool = False) -> Any:
     """(n, R, C) normalised thick-slice volume -> (m, R, C) at the given slice positions.
 
     model: a `Backend`, or a torch module (then run on `device` by a TorchBackend).
+    spread: also return |row pass - col pass| (a free test-time variant: the confidence map's
+    main feature), as (output, spread); costs one more output-sized array, no network pass.
     """
     backend = model if isinstance(model, Backend) else TorchBackend(model, device or "cpu")
     n, rows, cols = volume.shape
@@ -34,11 +36,12 @@ def super_resolve(model: Any, volume: np.ndarray, positions: np.ndarray, factor:
     positions = np.asarray(positions, np.float32)
     budget = chunk_bytes or backend.chunk_bytes
     out = np.zeros((m, rows, cols), np.float32)
+    first = np.zeros_like(out) if spread else out  # the row pass, kept apart when asked
     # (axis of planes, plane width): planes along rows are (slices x cols) and vice versa
     passes = [(1, cols), (2, rows)]
     total = rows + cols
     done = 0
-    for axis, width in passes:
+    for index, (axis, width) in enumerate(passes):
         chunk = max(1, int(budget // plane_bytes(n, m, width, backend.channels, backend.hidden)))
         count = volume.shape[axis]
         start = 0
@@ -55,11 +58,16 @@ def super_resolve(model: Any, volume: np.ndarray, positions: np.ndarray, factor:
                                         "use --device cpu or a coarser --spacing") from None
                 chunk = max(1, chunk // 2)
                 continue
-            target = np.moveaxis(out, axis, 0)
+            target = np.moveaxis(first if index == 0 else out, axis, 0)
             target[start:stop] += result
             done += stop - start
             start = stop
             if progress is not None:
                 progress.update("infer", done, total)
+    if spread:  # first: row pass a, out: col pass b -> out (a + b) / 2, first |a - b|
+        first -= out
+        out += 0.5 * first
+        np.abs(first, out=first)
+        return out, first
     out *= 0.5
     return out

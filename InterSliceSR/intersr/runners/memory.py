@@ -26,6 +26,10 @@ RUNTIME_BYTES = {"torch": 360 * MIB, "onnxruntime": 200 * MIB}
 CHUNK_PEAK_BYTES = {"torch": 240 * MIB, "onnxruntime": 200 * MIB}
 WRITE_COPIES = 3.0  # float32 output copies alive while writing, beyond the output itself
 INPUT_COPIES = 2.0  # float32 copies of the input kept during a run
+# --confidence: while its features are computed, the two passes' spread, the score, one feature
+# and one filter temporary (counted from methods/confidence.py, not measured); the map itself
+# stays alive beside the output until both are written
+CONFIDENCE_COPIES = 4.0
 
 
 def voxels(size: tuple[int, ...]) -> int:
@@ -35,14 +39,17 @@ def voxels(size: tuple[int, ...]) -> int:
     return total
 
 
-def required_bytes(grid: Grid, backend: str = "torch") -> int:
+def required_bytes(grid: Grid, backend: str = "torch", confidence: bool = False) -> int:
     """Peak memory one run of `grid` needs (bytes): the number the GUI shows and the engine
-    enforces."""
+    enforces (`confidence`: with the confidence map)."""
     backend = backend if backend in RUNTIME_BYTES else "torch"
     out = 4 * voxels(grid.output_size)
     inp = 4 * voxels(grid.input_size)
     inference = CHUNK_PEAK_BYTES[backend]
     writing = WRITE_COPIES * out
+    if confidence:
+        return int(RUNTIME_BYTES[backend] + max(inference, writing, CONFIDENCE_COPIES * out)
+                   + 2 * out + INPUT_COPIES * inp)
     return int(RUNTIME_BYTES[backend] + max(inference, writing) + out + INPUT_COPIES * inp)
 
 
@@ -127,10 +134,11 @@ def available_bytes() -> Optional[int]:
     return None
 
 
-def check(grid: Grid, backend: str = "torch", available: Optional[int] = None) -> int:
+def check(grid: Grid, backend: str = "torch", available: Optional[int] = None,
+          confidence: bool = False) -> int:
     """Refuse up front when the run cannot fit; returns the bytes it needs (no refusal when
     the available memory cannot be told on this system)."""
-    needed = required_bytes(grid, backend)
+    needed = required_bytes(grid, backend, confidence)
     available = available_bytes() if available is None else available
     if available is not None and needed > available:
         raise ResourceError(f"the run needs about {needed / 2**30:.2f} GB of memory but only "

@@ -29,7 +29,7 @@ from ..volumes import dicom_write
 from ..volumes.geometry import Geometry, Volume, output_geometry, to_image
 from ..volumes.grid import ISOTROPY_TOLERANCE, Grid, is_isotropic, plan
 from ..volumes.read import input_sha256, load_volume
-from ..volumes.write import check_writable, write_atomic
+from ..volumes.write import check_writable, same_file, write_atomic
 from . import memory
 
 __all__ = ["RunOptions", "RunResult", "plan_grid", "check_memory", "super_resolve_volume", "run",
@@ -43,9 +43,10 @@ def plan_grid(volume: Volume, options: RunOptions) -> Grid:
                 slice_axis=g.slice_axis)
 
 
-def check_memory(grid: Grid, backend: str = "torch", available: int | None = None) -> int:
+def check_memory(grid: Grid, backend: str = "torch", available: int | None = None,
+                 confidence: bool = False) -> int:
     """Refuse up front when the run cannot fit (the estimate the Slicer module shows)."""
-    return memory.check(grid, backend, available)
+    return memory.check(grid, backend, available, confidence)
 
 
 def grid_warnings(geometry: Geometry, spacing: float, options: RunOptions) -> list[str]:
@@ -90,9 +91,10 @@ def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
 
 
 def super_resolve_volume(volume: Volume, options: RunOptions,
-                         progress: Progress | None = None,
+                         progress: Progress | None = None, confidence: bool = False,
                          keep_at: tuple[int, ...] = ()) -> RunResult:
-    """The whole method on an in-memory canonical volume.
+    """The whole method on an in-memory canonical volume; `confidence`: the result also
+    carries the confidence map (`methods.confidence`) and the two passes' spread.
 
     keep_at: for benches, the adaptation also keeps the weights that these shorter step
     budgets would have given (RunResult.adaptation.kept).
@@ -114,7 +116,7 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     if adapting and options.method == "self-supervised":
         check_adaptable(volume, header_thickness)
     positions = grid.positions()
-    check_memory(grid, choice.backend)
+    check_memory(grid, choice.backend, confidence=confidence)
     warnings = grid_warnings(geometry, spacing, options)
     for warning in warnings:
         progress.log(f"intersr: warning: {warning}")
@@ -138,12 +140,17 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
             result, extra = AdaptResult(), {}
         progress.log(f"intersr: inference with {engine.describe()} ({choice.reason})")
         output = super_resolve(engine, normalised, positions, factor, thickness / s,
-                               progress=progress)
+                               progress=progress, spread=confidence)
+        output, spread = output if confidence else (output, None)
         backend_text = describe_backend(engine.name, adapting) + f" on {engine.device}"
         del engine
     progress.update("check", 0, 1)
     consistency = data_consistency_db(normalised, output, factor, thickness / spacing,
                                       profile.shape, profile.tbw)
+    conf_map = None
+    if confidence:
+        from ..methods.confidence import confidence_map
+        conf_map = confidence_map(normalised, output, spread, positions)
     progress.update("check", 1, 1, data_consistency_db=consistency)
     low, high = float(volume.array.min()), float(volume.array.max())
     output *= np.float32(intensity.span)  # in place: the output is the largest array of a run
@@ -171,7 +178,8 @@ def super_resolve_volume(volume: Volume, options: RunOptions,
     return RunResult(array=output, geometry=output_geometry(geometry, spacing), factor=factor,
                      thickness=thickness, adaptation=result, data_consistency_db=consistency,
                      weights_sha256=sha, seconds=time.monotonic() - start,
-                     backend=backend_text, provenance=provenance, profile=profile)
+                     backend=backend_text, provenance=provenance, profile=profile,
+                     confidence=conf_map, spread=spread)
 
 
 def describe_backend(name: str, adapting: bool) -> str:
@@ -201,6 +209,8 @@ def run(input_path: str, output_path: str, options: RunOptions,
         dicom_write.check_dicom_folder(output_path, input_path)
     else:
         check_writable(output_path, input_path)
+    if options.confidence is not None:
+        check_confidence_path(options.confidence, input_path, output_path)
     progress.update("load", 0, 1)
     volume = load_volume(input_path, force=options.force)
     if volume.dicom is not None:
@@ -215,7 +225,9 @@ def run(input_path: str, output_path: str, options: RunOptions,
             how = ""
         progress.log("intersr: " + volume.dicom.describe(volume.geometry.slice_spacing) + how)
     progress.update("load", 1, 1)
-    result = super_resolve_volume(volume, options, progress)
+    result = super_resolve_volume(volume, options, progress,
+                                  confidence=options.confidence is not None)
+    result.spread = None  # only the map is written
     # what made this output, so that `intersr batch --resume` can tell whether it is current
     result.provenance = protocol.provenance(
         **{protocol.short_key(k): v for k, v in result.provenance.items()},
@@ -225,6 +237,12 @@ def run(input_path: str, output_path: str, options: RunOptions,
         write_dicom(result, output_path, volume, progress)
     else:
         write_volume(result, output_path, like=volume, compress=not options.uncompressed)
+    if options.confidence is not None:
+        try:
+            write_confidence(result, options.confidence, compress=not options.uncompressed)
+        except BaseException:
+            remove_output(output_path, as_dicom)  # a failed run leaves nothing behind
+            raise
     progress.update("write", 1, 1)
     result.seconds = time.monotonic() - start
     return result
@@ -240,6 +258,39 @@ def write_volume(result: RunResult, output_path: str, like: Volume | None = None
     """Write a result atomically with its provenance, in the pixel type of `like` (the input)."""
     image = to_image(result.array, result.geometry, like.pixel_id if like else None)
     write_atomic(image, output_path, result.provenance, compress=compress)
+
+
+def check_confidence_path(path: str, input_path: str, output_path: str) -> None:
+    """--confidence must name a new file, never OUTPUT or INPUT (refused before any work)."""
+    for other, what in ((output_path, "OUTPUT"), (input_path, "INPUT")):
+        if same_file(path, other):
+            raise InputError(f"--confidence {path} is {what}; give the confidence map its own "
+                             "file name (it is never written over the result or the input)")
+    check_writable(path, input_path)
+
+
+def confidence_provenance(result: RunResult) -> dict[str, str]:
+    """The result's provenance plus what the map is and its unit."""
+    from ..methods.confidence import describe, load_calibration
+    return protocol.provenance(**{protocol.short_key(k): v for k, v in result.provenance.items()},
+                               map=describe(load_calibration()))
+
+
+def write_confidence(result: RunResult, path: str, compress: bool = True) -> None:
+    """The confidence map (float32, the result's grid) atomically, with its provenance."""
+    image = to_image(result.confidence, result.geometry)
+    write_atomic(image, path, confidence_provenance(result), compress=compress)
+
+
+def remove_output(path: str, as_dicom: bool) -> None:
+    if as_dicom:
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def write_dicom(result: RunResult, folder: str, like: Volume, progress: Progress) -> None:

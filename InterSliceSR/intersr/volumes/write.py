@@ -15,7 +15,9 @@ from .read import _itk_reason, check_path_text
 WRITABLE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")  # single-file formats: atomic rename
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """The same file (or the same name, for files not yet there)."""
+    a, b = Path(a), Path(b)
     try:
         if a.resolve() == b.resolve():
             return True
@@ -50,7 +52,7 @@ def check_writable(path: str | os.PathLike, input_path: str | os.PathLike | None
         raise InputError(f"output path is {len(full)} bytes long; too long for this system")
     if path.is_dir():
         raise InputError(f"output {path} is a folder, not a file name")
-    if input_path is not None and _same_file(path, Path(input_path)):
+    if input_path is not None and same_file(path, input_path):
         raise InputError(f"output {path} is the input file; choose another name (the input is "
                          "never overwritten)")
     return path

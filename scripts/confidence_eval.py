@@ -1,0 +1,196 @@
+"""Fit the confidence map's calibration on the SEEN bench volumes, or measure it on the HELD-OUT.
+
+    # fit: writes InterSliceSR/intersr/data/models/confidence.json (about 2 min on 2 busy CPU cores)
+    PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --fit --data ../shared/data/mr
+    # measure: writes bench-out/confidence.json and prints the tables (about 4 min)
+    PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --data ../shared/data/mr
+
+Cases: the bench's x4 thick-slice simulations (`intersr.bench.cases`: gauss_x4 matched,
+box_x4, sinc_x4, sinc2_y_x4 mismatch) of a 96-voxel crop around the anatomy, run with the shipped
+network alone (`no_adapt`, ONNX Runtime) through `runners.pipeline.super_resolve_volume`, i.e.
+the map `intersr run --confidence` writes. The true error: |output - reference| after the
+bench's normalisation (`acquisition.metrics`: the reference's 0.5th..99.5th percentiles -> 0..1,
+clipped), on the bench's foreground mask. Seen and held-out volumes never mix
+(`intersr.resources.HELD_OUT`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from scipy.stats import spearmanr
+
+from intersr.acquisition.metrics import foreground_mask, normalise, normaliser
+from intersr.bench.cases import (CASES, DEFAULT_DATA, crop_to_anatomy, prepared_reference,
+                                 reference_at_output, thick_case)
+from intersr.methods import confidence as conf
+from intersr.options import make
+from intersr.resources import HELD_OUT
+from intersr.runners.pipeline import super_resolve_volume
+from intersr.volumes.geometry import to_image
+from intersr.volumes.read import to_volume
+
+SEEN = ("brain_t1_eun_fnndsc_8bit", "brain_t1_memprage_fnndsc", "brain_t1_seg3d")
+CASE_NAMES = ("gauss_x4", "box_x4", "sinc_x4", "sinc2_y_x4")
+CROP = 96
+SAMPLES = 40000  # foreground voxels per case (random, seed 0) for the fit and Spearman
+FIT_COMMAND = "python scripts/confidence_eval.py --fit"
+PROVISIONAL = {"weights": {"bias": 0.0, "distance": 0.0, **{f: 0.0 for f in conf.FEATURES}},
+               "table": {"score": [0.0, 1.0], "error": [0.0, 1.0]}}
+
+
+def run(path: Path, case, crop: int) -> dict:
+    """One case: reference, output, map, the two passes' spread, all as numpy (z, y, x)."""
+    image, _ = crop_to_anatomy(sitk.ReadImage(str(path)), crop)
+    ref = prepared_reference(image, case)
+    thick = thick_case(ref, case)
+    voxel = ref.GetSpacing()[case.axis]
+    volume = to_volume(thick, force=True, source=case.name, slice_thickness=case.header * voxel)
+    result = super_resolve_volume(volume, make(spacing=voxel, no_adapt=True), confidence=True)
+    g = result.geometry
+    m = result.array.shape[0]
+    np_axis = 2 - case.axis
+    as_np = lambda a: sitk.GetArrayFromImage(to_image(a, g))  # noqa: E731
+    ref_out = reference_at_output(sitk.GetArrayFromImage(ref), case)
+    reference = np.take(ref_out, np.arange(m), axis=np_axis)
+    intensity = normaliser(reference)
+    r, est = normalise(reference, intensity), normalise(as_np(result.array), intensity)
+    positions = (np.arange(m) + 0.5) / result.factor - 0.5  # volumes.grid.output_positions
+    distance = np.broadcast_to(conf.slab_distance(positions)[:, None, None], result.array.shape)
+    # features as the pipeline sees them (the input's normalisation)
+    inner = normaliser(volume.array)
+    feats = {name: as_np(f) for name, f in conf.log_features(
+        inner.apply(volume.array), inner.apply(result.array), result.spread, positions)}
+    feats["distance"] = as_np(np.ascontiguousarray(distance))
+    return {"error": np.abs(est - r), "fg": foreground_mask(r), "map": as_np(result.confidence),
+            "features": feats, "distance": feats["distance"]}
+
+
+def cases_of(names: tuple[str, ...]):
+    return [c for c in CASES if c.name in names]
+
+
+def sample(mask: np.ndarray, n: int) -> np.ndarray:
+    idx = np.flatnonzero(mask.ravel())
+    return np.random.default_rng(0).choice(idx, min(n, idx.size), replace=False)
+
+
+def fit(data: Path, crop: int) -> dict:
+    if not conf.CALIBRATION.exists():  # the pipeline's map needs one; its value is not used here
+        conf.CALIBRATION.write_text(json.dumps(PROVISIONAL))
+    samples = []
+    for name in SEEN:
+        for case in cases_of(CASE_NAMES):
+            t0 = time.monotonic()
+            c = run(data / f"{name}.nii.gz", case, crop)
+            idx = sample(c["fg"], SAMPLES)
+            samples.append(({k: v.ravel()[idx] for k, v in c["features"].items()},
+                            c["error"].ravel()[idx]))
+            print(f"{name} {case.name}: {time.monotonic() - t0:.0f} s", flush=True)
+    calibration = conf.fit(samples)
+    calibration.update({
+        "unit": conf.UNIT, "features": list(conf.FEATURES) + ["distance"], "eps": conf.EPS,
+        "sigma": conf.SIGMA,
+        "fitted_on": f"seen volumes {', '.join(SEEN)}; cases {', '.join(CASE_NAMES)}; "
+                     f"{crop}-voxel crops; shipped network without adaptation",
+        "command": FIT_COMMAND})
+    return calibration
+
+
+def evaluate(data: Path, crop: int) -> dict:
+    rows, pooled_map, pooled_err = [], [], []
+    for name in (h.split(".")[0] for h in HELD_OUT):
+        for case in cases_of(CASE_NAMES):
+            c = run(data / f"{name}.nii.gz", case, crop)
+            fg = c["fg"]
+            idx = sample(fg, SAMPLES)
+            pred, err = c["map"].ravel()[idx], c["error"].ravel()[idx]
+            # the local mean |error| (Gaussian, sigma 1 voxel): what a smooth map can predict at
+            # best; its own rank correlation with |error| is the ceiling the reference's noise
+            # leaves to any smooth map
+            local = ndimage.gaussian_filter(c["error"], 1.0).ravel()[idx]
+            centre, between = fg & (c["distance"] < conf.CENTRE), fg & (c["distance"] >= conf.CENTRE)
+            rows.append({"volume": name, "case": case.name,
+                         "spearman": float(spearmanr(pred, err).statistic),
+                         "spearman_local_error": float(spearmanr(pred, local).statistic),
+                         "ceiling_local_error": float(spearmanr(local, err).statistic),
+                         "map_centre": float(c["map"][centre].mean()),
+                         "map_between": float(c["map"][between].mean()),
+                         "error_centre": float(c["error"][centre].mean()),
+                         "error_between": float(c["error"][between].mean()),
+                         "map_mean": float(pred.mean()), "error_mean": float(err.mean())})
+            pooled_map.append(pred)
+            pooled_err.append(err)
+            r = rows[-1]
+            print(f"{name:36s} {case.name:11s} rho {r['spearman']:.3f} (local "
+                  f"{r['spearman_local_error']:.3f}, ceiling {r['ceiling_local_error']:.3f})  map centre "
+                  f"{r['map_centre']:.4f} between {r['map_between']:.4f}  error centre "
+                  f"{r['error_centre']:.4f} between {r['error_between']:.4f}", flush=True)
+    pred, err = np.concatenate(pooled_map), np.concatenate(pooled_err)
+    edges = np.quantile(pred, np.linspace(0, 1, 11))
+    which = np.clip(np.searchsorted(edges, pred, side="right") - 1, 0, 9)
+    reliability = [{"decile": d + 1, "predicted": float(pred[which == d].mean()),
+                    "observed": float(err[which == d].mean()), "n": int((which == d).sum())}
+                   for d in range(10)]
+    rhos = [r["spearman"] for r in rows]
+    return {"crop": crop, "cases": list(CASE_NAMES), "held_out": list(HELD_OUT),
+            "adaptation": "none (shipped network, ONNX Runtime)",
+            "summary": {"spearman_median": float(np.median(rhos)), "spearman_min": float(min(rhos)),
+                        "spearman_max": float(max(rhos)),
+                        "spearman_local_error_median": float(np.median(
+                            [r["spearman_local_error"] for r in rows])),
+                        "ceiling_median": float(np.median([r["ceiling_local_error"] for r in rows])),
+                        "centre_lower_every_case": all(r["map_centre"] < r["map_between"]
+                                                       for r in rows)},
+            "rows": rows, "reliability": reliability}
+
+
+def markdown(result: dict) -> str:
+    s = result["summary"]
+    lines = [f"Spearman rho (map vs true |error|, foreground): median {s['spearman_median']:.2f} "
+             f"[{s['spearman_min']:.2f}, {s['spearman_max']:.2f}]; against the local mean |error| "
+             f"(sigma 1 voxel) {s['spearman_local_error_median']:.2f}; ceiling (local mean "
+             f"|error| vs |error|) {s['ceiling_median']:.2f}; slab centres lower on every "
+             f"case: {'yes' if s['centre_lower_every_case'] else 'no'}", "",
+             "| volume | case | Spearman rho | vs local mean error | ceiling | map: centre | "
+             "map: in-between | error: centre | error: in-between |", "|---" * 9 + "|"]
+    lines += [f"| {r['volume']} | {r['case']} | {r['spearman']:.3f} | "
+              f"{r['spearman_local_error']:.3f} | {r['ceiling_local_error']:.3f} | {r['map_centre']:.4f} | "
+              f"{r['map_between']:.4f} | {r['error_centre']:.4f} | {r['error_between']:.4f} |"
+              for r in result["rows"]]
+    lines += ["", "Reliability (all held-out cases pooled, deciles of the map):", "",
+              "| decile | predicted |error| | observed mean |error| |", "|---|---|---|"]
+    lines += [f"| {r['decile']} | {r['predicted']:.4f} | {r['observed']:.4f} |"
+              for r in result["reliability"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--fit", action="store_true", help="fit on the seen volumes")
+    parser.add_argument("--crop", type=int, default=CROP)
+    parser.add_argument("--out", default="bench-out/confidence.json")
+    args = parser.parse_args()
+    data = Path(args.data)
+    if args.fit:
+        calibration = fit(data, args.crop)
+        conf.CALIBRATION.write_text(json.dumps(calibration, indent=1) + "\n")
+        print(json.dumps(calibration["weights"]))
+        return 0
+    result = evaluate(data, args.crop)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
