@@ -3,10 +3,13 @@ values, continuous slice queries, and adaptation pairs built with the right prof
 from __future__ import annotations
 
 import io
+import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from intersr.methods.self_supervised import at_target_resolution, inplane_samplers
@@ -18,6 +21,9 @@ from intersr.acquisition import profile as profile_module
 from intersr.acquisition.profile import choose_profiles, estimate_profile
 from intersr.progress import Progress
 from intersr.networks.weights import load_pretrained
+from intersr.bench.cases import (BENCH_CROP, CASES, DEFAULT_DATA, crop_to_anatomy,
+                                 prepared_reference, thick_case)
+from intersr.volumes.read import to_volume
 
 
 # ---------------------------------------------------------------- the profile family
@@ -145,6 +151,50 @@ def test_the_log_names_every_profile_adaptation_learns():
     assert how == "estimated" and len(profiles) == 1 and profiles[0].shape == "box"
     assert profiles[0].fwhm == pytest.approx(4.0, rel=0.15)
     assert "almost as well" not in messages.getvalue()
+
+
+# ---------------------------------------------------------------- the effective width
+def test_effective_width_is_the_gaussian_fwhm_with_the_same_half_modulation():
+    """A Gaussian's is its FWHM; a box of width w has sinc(w f) = 1/2 at w f = 0.60335 where a
+    Gaussian of FWHM F is at 1/2 at F f = 0.44127; windowed sincs lie between, nearer the box
+    the flatter their top (higher time-bandwidth product)."""
+    assert SliceProfile("gauss", 4.0).effective_width == pytest.approx(4.0, rel=1e-4)
+    assert SliceProfile("box", 4.0).effective_width == pytest.approx(4 * 0.44127 / 0.60335,
+                                                                     rel=1e-3)
+    sincs = [SliceProfile("sinc", 4.0, tbw).effective_width for tbw in (2.0, 4.0, 8.0)]
+    assert SliceProfile("box", 4.0).effective_width < sincs[2] < sincs[1] < sincs[0] < 4.0
+    assert SliceProfile("box", 8.0).effective_width == pytest.approx(
+        2 * SliceProfile("box", 4.0).effective_width)
+
+
+MR_DATA = Path(os.environ.get("INTERSR_MR_DATA", Path(__file__).resolve().parents[1] / DEFAULT_DATA))
+HELD_OUT_T1 = MR_DATA / "brain_t1_stroke_8bit.nii.gz"
+
+
+@pytest.mark.skipif(not HELD_OUT_T1.exists(), reason="the bench's MR volumes are not here "
+                    "(INTERSR_MR_DATA)")
+@pytest.mark.parametrize("case_name", ["gauss_x4", "box_x4"])
+def test_effective_width_of_simulated_thick_slices_of_a_real_scan(case_name):
+    """Two of the estimator bench's cases (scripts/estimator_table.py) made with the degradation
+    model from a held-out T1 (bench crop): the run's profile has the truth's effective width
+    within 15 % and says it in its log, and the true profile is among those adaptation learns.
+    (Box slices: the best fit was a Gaussian ~0.7 x as wide, FWHM -32 %, effective width -8 %.)"""
+    case = next(c for c in CASES if c.name == case_name)
+    reference, _ = crop_to_anatomy(sitk.ReadImage(str(HELD_OUT_T1), sitk.sitkFloat32), BENCH_CROP)
+    reference = prepared_reference(reference, case)
+    volume = to_volume(thick_case(reference, case), force=True, source=case.name)
+    thick = normaliser(volume.array).apply(volume.array)
+    spacing3 = (volume.geometry.slice_spacing, *volume.geometry.inplane_spacings)
+    voxel = reference.GetSpacing()[case.axis]
+    truth = SliceProfile(case.shape, case.fwhm * voxel, case.tbw)
+    messages = io.StringIO()
+    profiles, how = choose_profiles(thick, spacing3, case.header * voxel, "auto", None,
+                                    Progress("none", log=messages))
+    assert how == "estimated"
+    assert profiles[0].effective_width == pytest.approx(truth.effective_width, rel=0.15)
+    assert f"effective width {profiles[0].effective_width:.3g} mm" in messages.getvalue()
+    assert any(p.shape == case.shape and p.effective_width == pytest.approx(
+        truth.effective_width, rel=0.15) for p in profiles)
 
 
 def test_estimator_refuses_too_few_slices():

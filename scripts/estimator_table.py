@@ -1,13 +1,21 @@
 """Slice-profile estimator accuracy on simulated thick slices of real near-isotropic volumes.
 
 For each volume (cropped like the bench) and each profile case of the bench (the bench's
-own Case list, so the table and the bench agree), make thick slices with the true profile,
-estimate the profile with `--profile auto` and report shape and FWHM error of what the run
-uses (the estimate, or the header's thickness where the best fit lies at the edge of the range
-searched: "how" is "fallback"). Held-out and seen
-volumes are listed separately. Writes JSON (and prints a Markdown table).
+own Case list, so the table and the bench agree), make thick slices with the true profile and
+run the profile choice of `--profile auto` (`acquisition.profile.choose_profiles`). Thick slices
+hardly show the profile's shape (scripts/profile_identifiability.py: other shapes at fitted
+FWHMs reproduce them), so the criterion is a width, not a shape:
+- the effective width (`SliceProfile.effective_width`: the FWHM of the Gaussian whose transfer
+  function falls to one half where the profile's does) of the profile a run uses (the estimate,
+  or the header's thickness where the best fit lies at the edge of the range searched:
+  "fallback") within 15 % of the true profile's, on at least 80 % of the cases;
+- the true profile among those the run adapts to: one of the true shape whose effective width
+  is within 15 % of the truth's (sinc: any time-bandwidth product).
+Shape and FWHM errors are printed for information. Held-out and seen volumes are listed
+separately. Writes JSON (and prints a Markdown table).
 
     .venv/bin/python scripts/estimator_table.py --out docs/results/estimator.json
+    .venv/bin/python scripts/estimator_table.py --report --out docs/results/estimator.json
 
 --equalise first blurs each reference's sharper axes (Gaussian, per axis) until all three axes are
 equally sharp by `profile.sharpness`: the references are not isotropic in resolution (the flair
@@ -37,6 +45,7 @@ from intersr.bench.cases import (CASES, BENCH_CROP, crop_to_anatomy, find_volume
                                  prepared_reference, thick_case, _split)
 from intersr.acquisition.metrics import normaliser
 from intersr.acquisition import profile
+from intersr.acquisition.degrade import SliceProfile
 from intersr.acquisition.profile import estimate_profile
 from intersr.progress import Progress
 from intersr.volumes.read import to_volume
@@ -96,6 +105,44 @@ def log_slope_mismatch(target: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.mean(residual ** 2))
 
 
+WITHIN = 0.15  # the criterion: effective width within 15 % of the truth's
+
+
+def case_row(name: str, case, array: np.ndarray, spacing3: tuple, voxel: float,
+             header: float | None, est: profile.ProfileEstimate, seconds: float) -> dict:
+    """One case's row: what a run uses and adapts to (`choose_profiles`, given the estimate
+    `est` of this same volume, so the estimator runs once) against the true profile."""
+    original = profile.estimate_profile
+    profile.estimate_profile = lambda *_, **__: est
+    try:
+        used, how = profile.choose_profiles(array, spacing3, header, "auto", None,
+                                            Progress("none", log=io.StringIO()))
+    finally:
+        profile.estimate_profile = original
+    truth = SliceProfile(case.shape, case.fwhm, case.tbw)  # in reference voxels
+    true_width = truth.effective_width
+
+    def error(p: SliceProfile) -> float:
+        return p.effective_width / voxel / true_width - 1
+
+    width_error = error(used[0])
+    return {"volume": name, "split": _split(name), "case": case.name,
+            "truth": f"{case.shape}{' TBW %g' % case.tbw if case.shape == 'sinc' else ''}"
+                     f" {case.fwhm:g}",
+            "effective_width_true": round(true_width, 3),
+            "effective_width": round(used[0].effective_width / voxel, 3),
+            "effective_width_error": round(width_error, 3),
+            "within_15": bool(abs(width_error) <= WITHIN), "how": how,
+            "adapted": [p.describe() for p in used],
+            "adapted_effective_width_errors": [round(error(p), 3) for p in used],
+            "truth_adapted": any(p.shape == case.shape and abs(error(p)) <= WITHIN for p in used),
+            "shape": used[0].shape, "tbw": used[0].tbw, "fwhm": round(used[0].fwhm / voxel, 3),
+            "fwhm_error": round(used[0].fwhm / voxel / case.fwhm - 1, 3),
+            "shape_right": used[0].shape == case.shape,
+            "best_fit": est.profile.describe(), "best_fit_ratio": round(est.ratio, 3),
+            "plausible": [p.describe() for p in est.plausible], "seconds": round(seconds, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default="../shared/data/mr")
@@ -134,66 +181,49 @@ def main() -> None:
             t0 = time.monotonic()
             est = estimate_profile(array, spacing3)
             seconds = time.monotonic() - t0
-            # what a run uses: the estimate, or the fallback when it is not trusted
-            used, how = profile.choose_profiles(array, spacing3, header, "auto", None,
-                                                Progress("none", log=io.StringIO()))
-            fwhm = used[0].fwhm / voxel
-            forced = estimate_profile(array, spacing3, shapes=(case.shape,))
-            # the windowed-sinc family alone (TBW searched as the estimator does): its FWHM is
-            # nearly shape-independent (docs/benchmarks.md, identifiability), a restated criterion
-            sinc_only = estimate_profile(array, spacing3, shapes=("sinc",))
-            row = {"volume": name, "split": _split(name), "case": case.name,
-                   "truth": f"{case.shape}{' TBW %g' % case.tbw if case.shape == 'sinc' else ''}"
-                            f" {case.fwhm:g}",
-                   "shape": used[0].shape, "tbw": used[0].tbw, "fwhm": round(fwhm, 3),
-                   "fwhm_error": round(fwhm / case.fwhm - 1, 3),
-                   "shape_right": used[0].shape == case.shape, "how": how,
-                   "best_fit": est.profile.describe(), "best_fit_ratio": round(est.ratio, 3),
-                   "fwhm_true_shape": round(forced.profile.fwhm / voxel, 3),
-                   "fwhm_error_true_shape": round(forced.profile.fwhm / voxel / case.fwhm - 1, 3),
-                   "fwhm_error_sinc_family": round(sinc_only.profile.fwhm / voxel / case.fwhm - 1, 3),
-                   "plausible": [p.describe() for p in est.plausible], "seconds": round(seconds, 2)}
+            rows.append(case_row(name, case, array, spacing3, voxel, header, est, seconds))
             if sigmas is not None:
-                row["equalising_sigma_zyx"] = sigmas
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+                rows[-1]["equalising_sigma_zyx"] = sigmas
+            print(json.dumps(rows[-1]), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     report(rows)
 
 
 def report(rows: list[dict]) -> None:
-    """Per split: |FWHM error| median, cases within 15 %, shape right; then the docs' table
-    (one column per volume, H = held-out, S = seen; `*` = wrong shape)."""
-    for split in ("held-out", "seen"):
-        sel = [r for r in rows if r["split"] == split]
+    """Per split and in all: cases whose effective width is within 15 % (the criterion) and
+    whose true profile is among those adapted to; FWHM and shape for information. Then the docs'
+    table (one column per volume, H = held-out, S = seen; `*` = the true profile is not among
+    those the run adapts to)."""
+    for split in ("held-out", "seen", "all"):
+        sel = [r for r in rows if split in ("all", r["split"])]
         if not sel:
             continue
-        errors = np.abs([r["fwhm_error"] for r in sel])
-        given = np.abs([r["fwhm_error_true_shape"] for r in sel])
-        print(f"{split}: {len(sel)} cases, |FWHM error| median {np.median(errors):.1%}, within "
-              f"15 % {(errors <= 0.15).sum()}/{len(sel)}, shape right "
-              f"{sum(r['shape_right'] for r in sel)}/{len(sel)}; shape given: median "
-              f"{np.median(given):.1%}, within 15 % {(given <= 0.15).sum()}/{len(sel)}")
-        if all("fwhm_error_sinc_family" in r for r in sel):
-            family = np.abs([r["fwhm_error_sinc_family"] for r in sel])
-            print(f"{split}: windowed-sinc family only: median {np.median(family):.1%}, within "
-                  f"15 % {(family <= 0.15).sum()}/{len(sel)}")
+        errors = np.abs([r["effective_width_error"] for r in sel])
+        fwhm = np.abs([r["fwhm_error"] for r in sel])
+        print(f"{split}: {len(sel)} cases; effective width within 15 % "
+              f"{(errors <= WITHIN).sum()}/{len(sel)} ({(errors <= WITHIN).mean():.0%}), |error| "
+              f"median {np.median(errors):.1%}, worst {errors.max():.0%}; true profile adapted to "
+              f"{sum(r['truth_adapted'] for r in sel)}/{len(sel)}; for information: FWHM within "
+              f"15 % {(fwhm <= WITHIN).sum()}/{len(sel)}, shape right "
+              f"{sum(r['shape_right'] for r in sel)}/{len(sel)}")
     volumes = sorted({(r["split"], r["volume"]) for r in rows})
     cases = list(dict.fromkeys(r["case"] for r in rows))
     cell = {(r["volume"], r["case"]): r for r in rows}
-    print("\n| case (truth, FWHM in voxels) | " + " | ".join(
+    print("\n| case (truth, FWHM; effective width, in voxels) | " + " | ".join(
         f"{v.replace('brain_', '')} ({'H' if s == 'held-out' else 'S'})" for s, v in volumes)
         + " |\n|---|" + "---|" * len(volumes))
     for case in cases:
-        truth = next(r["truth"] for r in rows if r["case"] == case)
+        first = next(r for r in rows if r["case"] == case)
         cells = []
         for _, v in volumes:
             r = cell.get((v, case))
-            cells.append("-" if r is None else f"{r['shape']} {r['fwhm_error']:+.0%}"
-                         + ("" if r["shape_right"] else "*")
-                         + (" (fallback)" if r.get("how") == "fallback" else ""))
-        print(f"| {case} ({truth}) | " + " | ".join(cells) + " |")
+            cells.append("-" if r is None else f"{r['effective_width_error']:+.0%}"
+                         + ("" if r["truth_adapted"] else "*")
+                         + (" (fallback)" if r["how"] == "fallback" else ""))
+        print(f"| {case} ({first['truth']}; {first['effective_width_true']:.2f}) | "
+              + " | ".join(cells) + " |")
+
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,11 @@ data-consistency check. Three shapes, each parameterised by its FWHM:
 Each high-resolution voxel is a box of width 1, so the weight of voxel j for slab i is the
 profile's integral over [j - 1/2, j + 1/2]; this stays exact for thin profiles (FWHM below one
 voxel), for non-integer factors, and for gaps (FWHM < factor) or overlaps (FWHM > factor).
+
+Thick slices show a profile's width, hardly its shape: a box of width w and a Gaussian of FWHM
+~0.7 w make nearly the same slices (scripts/profile_identifiability.py). What they share is the
+frequency at which the profile's transfer function falls to one half, so that is the width
+compared across shapes (`SliceProfile.effective_width`).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 SHAPES = ("gauss", "box", "sinc")
 DEFAULT_TBW = 4.0
 _SINC_SUPPORT = 3.0  # the RF profile is tabulated over +-3 FWHM (ripples beyond are < 0.5 %)
+_GAUSS_HALF = np.sqrt(np.log(2.0) / 2.0) / (np.pi * FWHM_TO_SIGMA)  # Gaussian: f50 x FWHM
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,16 @@ class SliceProfile:
     def describe(self) -> str:
         extra = f" TBW {self.tbw:g}" if self.shape == "sinc" else ""
         return f"{self.shape}{extra}, FWHM {self.fwhm:.3g} mm"
+
+    @property
+    def effective_width(self) -> float:
+        """The FWHM of the Gaussian whose transfer function falls to one half at the same
+        frequency as this profile's (mm; a Gaussian's own FWHM, a box's 0.731 x its width).
+
+        A width that does not depend on the shape named: the profiles another shape fitted to
+        the same thick slices (docs/results/profile_identifiability.json) agree in it within
+        7 % (in FWHM up to 32 %, in RMS width 14 %, in area / peak 27 %)."""
+        return float(self.fwhm * _GAUSS_HALF / _half_frequency(self.shape, round(self.tbw, 6)))
 
 
 def check_shape(shape: str, tbw: float = DEFAULT_TBW) -> None:
@@ -70,6 +86,25 @@ def profile_cdf(x: np.ndarray, shape: str, fwhm: float, tbw: float = DEFAULT_TBW
         return np.clip(x / fwhm + 0.5, 0.0, 1.0)
     u, cdf = _sinc_cdf(round(float(tbw), 6))
     return np.interp(x / fwhm, u, cdf, left=0.0, right=1.0)
+
+
+@lru_cache(maxsize=32)
+def _half_frequency(shape: str, tbw: float) -> float:
+    """Where the transfer function of the unit-FWHM profile first falls to 0.5 (cycles per FWHM)."""
+    edges = np.linspace(-_SINC_SUPPORT - 1, _SINC_SUPPORT + 1, 16001)
+    weights = np.diff(profile_cdf(edges, shape, 1.0, tbw))
+    x = 0.5 * (edges[1:] + edges[:-1])
+
+    def transfer(f: float) -> float:
+        return float(weights @ np.cos(2 * np.pi * f * x)) - 0.5
+
+    lo, hi = 0.0, 0.25
+    while transfer(hi) > 0:
+        lo, hi = hi, hi * 2
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if transfer(mid) > 0 else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def profile_values(x: np.ndarray, shape: str, fwhm: float, tbw: float = DEFAULT_TBW) -> np.ndarray:

@@ -11,7 +11,9 @@ Limits, measured (docs/benchmarks.md): second-order statistics of thick slices b
 box from a narrower Gaussian (a box of width w and a Gaussian of FWHM ~0.65 w give nearly the
 same sampled spectrum). So besides the best candidate the estimate keeps the best FWHM of
 every shape that fits almost as well (`plausible`); adaptation trains on all of them, so the
-network learns an inverse that holds for each profile the data cannot rule out. Reference
+network learns an inverse that holds for each profile the data cannot rule out. What the
+estimate does claim is a width: `effective_width`, the same for every shape that fits the slices
+(`SliceProfile.effective_width`; the bench's criterion, scripts/estimator_table.py). Reference
 volumes are not always equally sharp along all axes either: only the in-plane axes whose
 high frequencies are within a margin of the sharpest are used as the source.
 A best fit at the edge of the FWHM range searched is no minimum (the loss still falls
@@ -53,8 +55,14 @@ class ProfileEstimate:
     source_axes: tuple[int, ...] = ()
     at_edge: bool = False  # the best fit lies at the end of the FWHM range searched: no minimum
 
+    @property
+    def effective_width(self) -> float:
+        """The best fit's shape-independent width in mm (`SliceProfile.effective_width`)."""
+        return self.profile.effective_width
+
     def as_dict(self) -> dict:
         return {"shape": self.profile.shape, "fwhm_mm": round(self.profile.fwhm, 4),
+                "effective_width_mm": round(self.effective_width, 4),
                 "tbw": self.profile.tbw, "fwhm_over_spacing": round(self.ratio, 4),
                 "loss": round(self.loss, 6),
                 "losses": {k: round(v, 6) for k, v in self.losses.items()},
@@ -217,7 +225,8 @@ def choose_profiles(normalised: np.ndarray, spacing3: tuple[float, float, float]
     progress.update("profile", 1, 1)
     others = [p.describe() for p in estimate.plausible if p != estimate.profile]
     text = (f"intersr: estimated slice profile {estimate.profile.describe()} "
-            f"(FWHM/spacing {estimate.ratio:.2f})")
+            f"(FWHM/spacing {estimate.ratio:.2f}; effective width "
+            f"{estimate.effective_width:.3g} mm)")
     if others:
         # measured (scripts/profile_identifiability.py): another shape at another FWHM makes
         # nearly the same thick slices, so naming one shape would claim more than the data say

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..acquisition.degrade import SliceProfile
 from ..acquisition.metrics import normaliser, quality
 from ..runners.pipeline import RunOptions, super_resolve_volume
 from ..volumes.geometry import to_image
@@ -104,6 +105,8 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
         "profile": {"shape": estimate.shape, "tbw": estimate.tbw,
                     "fwhm_voxels": estimate.fwhm / voxel,
                     "fwhm_error": estimate.fwhm / voxel / case.fwhm - 1,
+                    "effective_width_error": estimate.effective_width / voxel / SliceProfile(
+                        case.shape, case.fwhm, case.tbw).effective_width - 1,
                     "provenance": runs[0][0].provenance.get("intersr_profile", "")}}
     if curve:
         rows["intersr"]["curve"] = [
@@ -230,15 +233,18 @@ def markdown(results: list[dict], methods: list[str]) -> str:
             + " | ".join(f"{m[k]['ssim_fg']:.4f}" for k in methods)
             + f" | {m['intersr']['seconds']:.0f} | {m['intersr']['self_consistency_db']:.1f}"
             + f" | {prof['shape']} {prof['fwhm_voxels']:.2f} ({prof['fwhm_error']:+.0%}) |")
-    lines += ["", "Slice-profile estimate (`--profile auto`) against the truth:", "",
+    lines += ["", "Slice-profile estimate (`--profile auto`) against the truth: effective width "
+              "(`SliceProfile.effective_width`; thick slices hardly show the shape) and, for "
+              "information, FWHM:", "",
               "| volume | case | true shape | true FWHM (voxels) | estimated shape | "
-              "estimated FWHM | error | within 15 % | shape right |", "|" + "---|" * 9]
+              "estimated FWHM | FWHM error | effective width error | within 15 % |",
+              "|" + "---|" * 9]
     for r in results:
         c, prof = r["truth"], r["methods"]["intersr"]["profile"]
+        width = prof.get("effective_width_error", float("nan"))
         lines.append(f"| {r['volume']} | {r['case']} | {c['shape']} | {c['fwhm']:.2f} | "
                      f"{prof['shape']} | {prof['fwhm_voxels']:.2f} | {prof['fwhm_error']:+.1%} | "
-                     f"{'yes' if abs(prof['fwhm_error']) <= 0.15 else 'no'} | "
-                     f"{'yes' if prof['shape'] == c['shape'] else 'no'} |")
+                     f"{width:+.1%} | {'yes' if abs(width) <= 0.15 else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
