@@ -36,11 +36,15 @@ class Budget:
 
 
 # Budget presets per device type. "balanced" is the default of both the engine and the GUI.
-# A GPU does ~20x more steps per second, so its presets are shorter in time, capped in steps.
+# Chosen from the measured quality-vs-budget curve (docs/benchmarks.md, "Quality vs adaptation
+# budget"): on held-out volumes the mismatch gain is flat after ~150 steps and the matched gain
+# grows to ~500; the step count binds on a quiet 2-core CPU (~7 steps/s), the time caps a slower
+# machine. The GPU presets take 32 planes a step (ADAPT_BATCH), so fewer steps see as many
+# samples; an H100 ran ~45 steps/s before (not re-measured: no GPU was lent for this change).
 BUDGET_PRESETS: dict[str, dict[str, Budget]] = {
-    "fast": {"cpu": Budget(60.0, 1000), "cuda": Budget(40.0, 1000)},
-    "balanced": {"cpu": Budget(180.0, 3000), "cuda": Budget(120.0, 3000)},
-    "best": {"cpu": Budget(600.0, 10000), "cuda": Budget(400.0, 10000)},
+    "fast": {"cpu": Budget(25.0, 150), "cuda": Budget(2.0, 50)},
+    "balanced": {"cpu": Budget(75.0, 500), "cuda": Budget(4.0, 150)},
+    "best": {"cpu": Budget(300.0, 2000), "cuda": Budget(60.0, 3000)},
 }
 DEFAULT_PRESET = "balanced"
 # Slicer's budget selector offers the presets plus "seconds" (a custom time budget).
