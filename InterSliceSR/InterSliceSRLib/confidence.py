@@ -13,11 +13,12 @@ import os
 
 from intersr import protocol
 
+from .nodes import PROVENANCE_ATTRIBUTE_PREFIX, addVolumeNode
+
 FILE_NAME = "confidence.nrrd"
 PARAMETER = "confidenceMap"  # the parameter node's checkbox
 COLOR_NODE_ID = "vtkMRMLColorTableNodeFileColdToHotRainbow.txt"  # Slicer's ColdToHotRainbow
 OPACITY = 0.4  # of the overlay on the result
-ATTRIBUTE_PREFIX = "InterSliceSR."
 
 
 def wanted(params) -> bool:
@@ -49,33 +50,22 @@ def add_node(resultNode, path: str, readVolume):
     """Load `path` as "<result> confidence" beside `resultNode`, coloured, with provenance.
 
     readVolume(node, path) reads the file into the node (raises before anything is added)."""
-    import slicer
-
-    scene = resultNode.GetScene()
-    node = slicer.vtkMRMLScalarVolumeNode()
-    readVolume(node, path)
     provenance = {protocol.short_key(k): v
                   for k, v in protocol.read_nrrd_provenance(path).items()}
-    node.SetName(node_name(resultNode))
-    node.SetDescription(describe(provenance))
-    for key, value in provenance.items():
-        node.SetAttribute(ATTRIBUTE_PREFIX + key, str(value))
-    node.SetAttribute(ATTRIBUTE_PREFIX + "confidenceOf", resultNode.GetID() or "")
-    scene.AddNode(node)
-    try:
-        node.SetAndObserveTransformNodeID(resultNode.GetTransformNodeID())
-        node.CreateDefaultDisplayNodes()
+
+    def setUp(node):
         display = node.GetDisplayNode()
         display.SetAndObserveColorNodeID(COLOR_NODE_ID)
         display.SetAutoWindowLevel(False)
         high = _upper(node)
         display.SetWindowLevel(high, high / 2)
         display.SetInterpolate(False)
-        resultNode.SetAttribute(ATTRIBUTE_PREFIX + "confidenceNode", node.GetID())
-    except Exception:
-        scene.RemoveNode(node)
-        raise
-    return node
+        resultNode.SetAttribute(PROVENANCE_ATTRIBUTE_PREFIX + "confidenceNode", node.GetID())
+
+    return addVolumeNode(resultNode.GetScene(), path, readVolume, node_name(resultNode),
+                         describe(provenance),
+                         {**provenance, "confidenceOf": resultNode.GetID() or ""},
+                         resultNode, setUp)
 
 
 def _upper(node) -> float:

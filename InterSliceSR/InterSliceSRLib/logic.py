@@ -31,10 +31,10 @@ from intersr.volumes.filecheck import disk_full_reason
 from .dicom import RESULT_NAME_SUFFIX, dicomFacts, exportAttributes, markForExport, resultName
 from . import confidence
 from .engine_process import EngineProcess, build_engine_args, build_fuse_args
+from .nodes import addVolumeNode
 from .progress import ProgressState
 
 RESULT_SUFFIX = RESULT_NAME_SUFFIX  # "<input> (InterSliceSR synthesised)", made unique
-PROVENANCE_ATTRIBUTE_PREFIX = "InterSliceSR."
 
 
 class RunError(RuntimeError):
@@ -474,30 +474,22 @@ class InterSliceSRLogicCore:
         if self.doneEvent and self.doneEvent.get("data_consistency_db") is not None:
             provenance.setdefault("data_consistency_db", self.doneEvent["data_consistency_db"])
 
-        import slicer
-
-        node = slicer.vtkMRMLScalarVolumeNode()
-        readVolumeFromFile(node, outputPath)  # raises before anything is added to the scene
         stacks = len(self._extraStacks) + 1
-        node.SetName(resultName(scene, inputNode.GetName() if stacks == 1
-                                else f"{inputNode.GetName()} + {stacks - 1} stacks"))
-        node.SetDescription(formatProvenance(provenance))
-        for key, value in provenance.items():
-            node.SetAttribute(PROVENANCE_ATTRIBUTE_PREFIX + key, str(value))
-        node.SetAttribute(PROVENANCE_ATTRIBUTE_PREFIX + "source", inputNode.GetID() or "")
-        scene.AddNode(node)
-        try:
-            node.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
-            node.CreateDefaultDisplayNodes()
+        facts = self._dicomFacts
+
+        def setUp(node):
             copyDisplaySettings(inputNode, node)
             placeBeside(inputNode, node)
-            facts = self._dicomFacts
             markForExport(node, exportAttributes(inputNode.GetName(), provenance,
                                                  facts.series_description if facts else ""))
             showInSliceViews(node)
-        except Exception:
-            scene.RemoveNode(node)  # never leave a half-made node behind
-            raise
+
+        node = addVolumeNode(
+            scene, outputPath, readVolumeFromFile,
+            resultName(scene, inputNode.GetName() if stacks == 1
+                       else f"{inputNode.GetName()} + {stacks - 1} stacks"),
+            formatProvenance(provenance), {**provenance, "source": inputNode.GetID() or ""},
+            inputNode, setUp)
         return node
 
     def _loadConfidence(self, node) -> None:
