@@ -317,6 +317,18 @@ def _(d):
     return args(inp, "sub/../in.nrrd")
 
 
+@fault("paths", "--confidence is OUTPUT", 2, "is OUTPUT; give the confidence map its own")
+def _(d): return args(tiny(d), out_dir(d) / "o.nrrd", "--confidence", out_dir(d) / "o.nrrd")
+
+
+@fault("paths", "--confidence is INPUT", 2, "is INPUT; give the confidence map its own")
+def _(d): return args(tiny(d), out_dir(d) / "o.nrrd", "--confidence", d / "in.nrrd")
+
+
+@fault("paths", "--confidence in a missing folder", 2, "does not exist")
+def _(d): return args(tiny(d), out_dir(d) / "o.nrrd", "--confidence", d / "nowhere" / "c.nrrd")
+
+
 @fault("paths", "output name too long", 2, "file name is 300 bytes long")
 def _(d): return args(tiny(d), out_dir(d) / ("x" * 295 + ".nrrd"))
 
