@@ -285,3 +285,31 @@ def test_coarser_requested_spacing_learns_at_that_resolution(rng):
     assert rows.factor == pytest.approx(4.0) and cols.factor == pytest.approx(4.0)
     np.testing.assert_allclose(
         rows.view, at_target_resolution(volume, (6.0, 0.5, 0.5), 1.5, profile, axes=(1,))[0])
+
+
+def test_a_much_coarser_inplane_axis_is_no_source_of_detail(rng):
+    """A 2-D series made thick along an in-plane axis too (0.5 x 2.5 mm in-plane): pairs and
+    the profile estimate come from the fine axis only, at its own factor."""
+    from intersr.volumes.grid import fine_inplane_axes
+    assert fine_inplane_axes((5.0, 0.5, 2.5)) == (1,)
+    assert fine_inplane_axes((5.0, 2.5, 0.5)) == (2,)
+    assert fine_inplane_axes((4.0, 1.0, 1.146)) == (1, 2)  # near-isotropic in-plane: both
+    volume = rng.random((24, 240, 48)).astype(np.float32)
+    samplers = inplane_samplers(volume, (5.0, 0.5, 2.5), [SliceProfile("box", 5.0)],
+                                np.arange(24))
+    assert len(samplers) == 1 and samplers[0].factor == pytest.approx(10.0)
+    from scipy import ndimage
+    reference = ndimage.gaussian_filter(rng.random((240, 240, 48)), 2.0).astype(np.float32)
+    thick = degrade(reference, 0, 10.0, 10.0, "box")
+    estimate = estimate_profile(normaliser(thick).apply(thick), (5.0, 0.5, 2.5))
+    assert estimate.source_axes == (1,)
+
+
+def test_cases_stated_in_mm_become_each_volumes_voxels():
+    from intersr.bench.cases import SUBMM_CASES
+    box = next(c for c in SUBMM_CASES if c.shape == "box")
+    at_043 = box.in_voxels(0.43)
+    assert (at_043.factor, at_043.fwhm, at_043.header, at_043.target) == (12.0, 12.0, 12.0, 3.0)
+    at_0625 = box.in_voxels(0.625)
+    assert (at_0625.factor, at_0625.target) == (8.0, 2.0)
+    assert CASES[0].in_voxels(0.4) is CASES[0]  # stated in voxels: unchanged

@@ -72,6 +72,14 @@ def run(path: Path, case, crop: int) -> dict:
             "features": feats, "distance": feats["distance"]}
 
 
+def leave_one_out_mean(error: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian local mean of `error` with the voxel's own weight taken out (renormalised)."""
+    impulse = np.zeros((9, 9, 9))
+    impulse[4, 4, 4] = 1.0
+    w0 = float(ndimage.gaussian_filter(impulse, sigma)[4, 4, 4])
+    return (ndimage.gaussian_filter(error, sigma) - w0 * error) / (1.0 - w0)
+
+
 def cases_of(names: tuple[str, ...]):
     return [c for c in CASES if c.name in names]
 
@@ -115,11 +123,16 @@ def evaluate(data: Path, crop: int) -> dict:
             # best; its own rank correlation with |error| is the ceiling the reference's noise
             # leaves to any smooth map
             local = ndimage.gaussian_filter(c["error"], 1.0).ravel()[idx]
+            # the same without the voxel itself (leave-one-out), at sigma 1 and 2 voxels: what
+            # knowing the TRUE error everywhere around a voxel, but not at it, predicts
+            loo = {s: leave_one_out_mean(c["error"], s).ravel()[idx] for s in (1.0, 2.0)}
             centre, between = fg & (c["distance"] < conf.CENTRE), fg & (c["distance"] >= conf.CENTRE)
             rows.append({"volume": name, "case": case.name,
                          "spearman": float(spearmanr(pred, err).statistic),
                          "spearman_local_error": float(spearmanr(pred, local).statistic),
                          "ceiling_local_error": float(spearmanr(local, err).statistic),
+                         "ceiling_loo1": float(spearmanr(loo[1.0], err).statistic),
+                         "ceiling_loo2": float(spearmanr(loo[2.0], err).statistic),
                          "map_centre": float(c["map"][centre].mean()),
                          "map_between": float(c["map"][between].mean()),
                          "error_centre": float(c["error"][centre].mean()),
@@ -146,6 +159,8 @@ def evaluate(data: Path, crop: int) -> dict:
                         "spearman_local_error_median": float(np.median(
                             [r["spearman_local_error"] for r in rows])),
                         "ceiling_median": float(np.median([r["ceiling_local_error"] for r in rows])),
+                        "ceiling_loo1_median": float(np.median([r["ceiling_loo1"] for r in rows])),
+                        "ceiling_loo2_median": float(np.median([r["ceiling_loo2"] for r in rows])),
                         "centre_lower_every_case": all(r["map_centre"] < r["map_between"]
                                                        for r in rows)},
             "rows": rows, "reliability": reliability}
@@ -156,12 +171,15 @@ def markdown(result: dict) -> str:
     lines = [f"Spearman rho (map vs true |error|, foreground): median {s['spearman_median']:.2f} "
              f"[{s['spearman_min']:.2f}, {s['spearman_max']:.2f}]; against the local mean |error| "
              f"(sigma 1 voxel) {s['spearman_local_error_median']:.2f}; ceiling (local mean "
-             f"|error| vs |error|) {s['ceiling_median']:.2f}; slab centres lower on every "
+             f"|error| vs |error|) {s['ceiling_median']:.2f}, leaving the voxel out "
+             f"{s['ceiling_loo1_median']:.2f} (sigma 2: {s['ceiling_loo2_median']:.2f}); slab centres lower on every "
              f"case: {'yes' if s['centre_lower_every_case'] else 'no'}", "",
-             "| volume | case | Spearman rho | vs local mean error | ceiling | map: centre | "
-             "map: in-between | error: centre | error: in-between |", "|---" * 9 + "|"]
+             "| volume | case | Spearman rho | vs local mean error | ceiling | ceiling, voxel left "
+             "out (sigma 1 / 2) | map: centre | map: in-between | error: centre | "
+             "error: in-between |", "|---" * 10 + "|"]
     lines += [f"| {r['volume']} | {r['case']} | {r['spearman']:.3f} | "
-              f"{r['spearman_local_error']:.3f} | {r['ceiling_local_error']:.3f} | {r['map_centre']:.4f} | "
+              f"{r['spearman_local_error']:.3f} | {r['ceiling_local_error']:.3f} | "
+              f"{r['ceiling_loo1']:.3f} / {r['ceiling_loo2']:.3f} | {r['map_centre']:.4f} | "
               f"{r['map_between']:.4f} | {r['error_centre']:.4f} | {r['error_between']:.4f} |"
               for r in result["rows"]]
     lines += ["", "Reliability (all held-out cases pooled, deciles of the map):", "",

@@ -6,7 +6,9 @@ mismatched box / RF-pulse / thick / gap profiles), same run, same metrics.
 Every learned method starts from the shipped weights with the same step budget (the VAE trains
 for as many steps again, see vae_pairs.vae_config) and the same seed; the slice profile is
 estimated from each thick volume (`--profile auto`) exactly as `intersr run` does. Held-out
-volumes (intersr.resources.HELD_OUT) are reported apart from those seen in pre-training.
+volumes (intersr.resources.HELD_OUT) are reported apart from those seen in pre-training. The
+sub-mm cases (`--cases submm_box_5mm,submm_sinc_5mm`, intersr.bench.cases.SUBMM_CASES) run on
+their own volumes (SUBMM_VOLUMES, whatever --volumes says) and crop (SUBMM_CROP).
 Results are appended case by case to --out (JSON), so an interrupted run resumes.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/vae_ablation.py --out bench-out/cases.json
@@ -39,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from intersr.bench.cases import (BENCH_ADAPT_STEPS, BENCH_CROP, CASES, Case, _split,
+from intersr.bench.cases import (BENCH_ADAPT_STEPS, BENCH_CROP, CASES, FILLED_SLICES,
+                                  SUBMM_CASES, SUBMM_CROP, SUBMM_VOLUMES, Case, _split,
                                   crop_to_anatomy, find_volumes)
 from intersr.bench.quality import oracle_case, run_case
 from intersr.resources import HELD_OUT
@@ -51,7 +54,8 @@ LEARNED = ("self-supervised", "vae-pairs", "vae-combined")
 
 def score_case(reference: sitk.Image, case: Case, methods: list[str], steps: int,
                seed: int, done: dict, weights: str | None = None, device: str = "cpu",
-               curve: tuple[int, ...] = (), oracle_steps: int | None = None) -> dict:
+               curve: tuple[int, ...] = (), oracle_steps: int | None = None,
+               exclude: tuple = ()) -> dict:
     """The bench's run_case once per learned method; baselines from the first call.
 
     curve: shorter budgets of the default method scored from the same adaptation."""
@@ -61,11 +65,11 @@ def score_case(reference: sitk.Image, case: Case, methods: list[str], steps: int
             continue
         if method == "oracle":  # the supervised ceiling; its curve holds the same budget's
             rows[method] = oracle_case(reference, case, oracle_steps or steps, seed, device,
-                                       keep_at=(steps,))
+                                       keep_at=(steps,), exclude=exclude, weights=weights)
             continue
         learned = method if method in LEARNED else "self-supervised"
         result = run_case(reference, case, steps if method in LEARNED else 0, (seed,),
-                          device, (), None, method=learned, weights=weights,
+                          device, exclude, None, method=learned, weights=weights,
                           curve=curve if method == "self-supervised" else ())
         for base in ("bspline", "deconv"):
             rows.setdefault(base, dict(result[base]))
@@ -75,7 +79,7 @@ def score_case(reference: sitk.Image, case: Case, methods: list[str], steps: int
                         "profile": mine["profile"]["provenance"],
                         **({"curve": mine["curve"]} if "curve" in mine else {})}
     if "bspline" not in rows:  # the baselines come with a run of the network alone
-        result = run_case(reference, case, 0, (seed,), device, (), None, weights=weights)
+        result = run_case(reference, case, 0, (seed,), device, exclude, None, weights=weights)
         for base in ("bspline", "deconv"):
             rows[base] = dict(result[base])
     return rows
@@ -228,6 +232,13 @@ def curve_report(files: list[str], png: str | None, rate: float | None) -> None:
         print(f"wrote {png}")
 
 
+def write_results(out: Path, args, curve: tuple[int, ...], results: list[dict]) -> None:
+    out.write_text(json.dumps({"steps": args.steps, "crop": args.crop, "curve": curve,
+                               "seed": args.seed, "device": args.device,
+                               "gpu_config": args.gpu_config, "weights": args.weights,
+                               "results": results}, indent=1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data/mr")
@@ -241,6 +252,8 @@ def main() -> int:
     parser.add_argument("--cases", default=",".join(c.name for c in CASES
                                                     if c.factor == 4),
                         help="comma-separated bench case names (default: every x4 case)")
+    parser.add_argument("--split", help="label every row's split so (e.g. 'held-out' with "
+                        "--weights runs/leaveout_models: volumes that network never saw)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", default=None,
                         help="weights file or folder with weights.json (default: the shipped "
@@ -310,34 +323,39 @@ def main() -> int:
         raise SystemExit(f"{out} holds a run with steps {saved.get('steps')} and crop "
                          f"{saved.get('crop')}: give the same or another --out")
     results = saved.get("results", [])
+    for r in results if args.split else ():  # this file's rows all get the given label
+        r["split"] = args.split
     by_key = {(r["volume"], r["case"]): r for r in results}
     names = args.volumes.split(",")
     paths = sorted(find_volumes(Path(args.data), names), key=lambda p: names.index(p.name))
-    cases = [c for c in CASES if c.name in args.cases.split(",")]
+    cases = [c for c in CASES + SUBMM_CASES if c.name in args.cases.split(",")]
     for case in cases:  # one case over all volumes, then the next
-        for path in paths:
+        submm = case in SUBMM_CASES  # its own volumes (sub-mm 2-D series) and crop
+        for path in [Path(args.data) / v for v in SUBMM_VOLUMES] if submm else paths:
             stem = path.name.split(".")[0]
             row = by_key.get((stem, case.name))
             if row and curve and "curve" not in row["methods"].get("self-supervised", {}):
                 row["methods"].pop("self-supervised", None)  # scored without its curve
             if row and all(m in row["methods"] for m in methods):
                 continue
-            image, _ = crop_to_anatomy(sitk.ReadImage(str(path)), args.crop)
+            image, start = crop_to_anatomy(sitk.ReadImage(str(path)),
+                                           SUBMM_CROP if submm else args.crop)
+            axis, index = FILLED_SLICES.get(path.name, (0, -1))
+            exclude = ((axis, index - start[axis]),) if index >= 0 else ()
             rows = score_case(image, case, methods, args.steps, args.seed,
                               row["methods"] if row else {}, args.weights, args.device, curve,
-                              args.oracle_steps)
+                              args.oracle_steps, exclude)
             if row is None:
                 row = {"volume": stem, "set": case.set, "case": case.name,
-                       "split": _split(stem), "methods": rows}
+                       "split": args.split or _split(stem), "methods": rows}
                 results.append(row)
                 by_key[(stem, case.name)] = row
             row["methods"] = rows
             print(stem, case.name, {m: round(r["psnr_fg"], 2) for m, r in rows.items()},
                   flush=True)
-            out.write_text(json.dumps({"steps": args.steps, "crop": args.crop, "curve": curve,
-                                       "seed": args.seed, "device": args.device,
-                                       "gpu_config": args.gpu_config,
-                                       "results": results}, indent=1))
+            write_results(out, args, curve, results)
+    if args.split and results:
+        write_results(out, args, curve, results)
     print(table(results, methods))
     return 0
 

@@ -15,7 +15,8 @@ network learns an inverse that holds for each profile the data cannot rule out. 
 estimate does claim is a width: `effective_width`, the same for every shape that fits the slices
 (`SliceProfile.effective_width`; the bench's criterion, scripts/estimator_table.py). Reference
 volumes are not always equally sharp along all axes either: only the in-plane axes whose
-high frequencies are within a margin of the sharpest are used as the source.
+high frequencies are within a margin of the sharpest are used as the source, and never one
+whose spacing is much coarser than the other's (`volumes.grid.fine_inplane_axes`).
 A best fit at the edge of the FWHM range searched is no minimum (the loss still falls
 beyond it: the references are not sharp enough along the in-plane axes to explain the slice
 axis). Where the header states a thickness the run then uses it, as when no estimate can be
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..progress import Progress
+from ..volumes.grid import fine_inplane_axes
 from .degrade import DEFAULT_TBW, SHAPES, SliceProfile, degrade
 
 COARSE_RATIOS = np.round(np.arange(0.35, 1.66, 0.15), 4)  # FWHM / slice spacing
@@ -133,7 +135,7 @@ def estimate_profile(volume: np.ndarray, spacing: tuple[float, float, float],
                          "give --profile and --thickness")
     keep = np.unique(np.linspace(0, n_slices - 1, min(n_slices, 32)).round().astype(int))
     planes = volume[keep]
-    usable = [a for a in (1, 2) if planes.shape[a] >= (s / spacing[a]) * segment]
+    usable = [a for a in fine_inplane_axes(spacing) if planes.shape[a] >= (s / spacing[a]) * segment]
     if not usable:
         raise ValueError("in-plane axes are too short to estimate the slice profile at this "
                          "slice spacing; give --profile and --thickness")

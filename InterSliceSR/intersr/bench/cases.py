@@ -2,7 +2,7 @@
 the classical baselines (B-spline, Tikhonov deconvolution) and the volume lists (seen / held-out)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,8 @@ INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
 
 
 # Slices filled by interpolation in the source data (SOURCES.md): never scored.
-FILLED_SLICES = {"brain_t1_memprage_fnndsc.nii.gz": (2, 114)}  # (ITK axis, index)
+FILLED_SLICES = {"brain_t1_memprage_fnndsc.nii.gz": (2, 114),  # (ITK axis, index)
+                 "brain_t2fse_ax_fnndsc.nii.gz": (2, 34)}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Case:
     thickness. target: output spacing in reference voxels (1: the reference grid; above 1:
     slices as acquired at that spacing, the reference made so with the same profile shape).
     voxel_mm relabels the reference's voxel size (a knee-like protocol with sub-mm pixels).
+    thick_mm (and target_mm) state the case in mm for volumes of any pixel size (the sub-mm
+    clinical series): fwhm and header are then fractions of thick_mm, and `in_voxels` turns
+    the case into one volume's voxels.
     """
     name: str
     set: str  # "matched" (the profile the method assumed before) or "mismatch"
@@ -45,6 +49,18 @@ class Case:
     target: float = 1.0
     voxel_mm: float | None = None
     oblique: bool = False
+    thick_mm: float | None = None
+    target_mm: float | None = None
+
+    def in_voxels(self, voxel_mm: float) -> "Case":
+        """This case in reference voxels of `voxel_mm` (itself when stated in voxels)."""
+        if self.thick_mm is None:
+            return self
+        factor = float(round(self.thick_mm / voxel_mm))
+        target = float(max(1, round(self.target_mm / voxel_mm))) if self.target_mm else 1.0
+        header = None if self.header is None else self.header * factor
+        return replace(self, factor=factor, fwhm=self.fwhm * factor, header=header,
+                       target=target, thick_mm=None, target_mm=None)
 
 
 CASES = [
@@ -56,6 +72,19 @@ CASES = [
     Case("sinc2_y_x4", "mismatch", 4, "sinc", 4.0, 4.0, tbw=2.0, axis=1),
     Case("knee_x9_to3", "knee", 9, "sinc", 9.0, 9.0, tbw=4.0, target=3.0, voxel_mm=0.4),
 ]
+
+
+# Sub-millimetre clinical 2-D series (not near-isotropic, so not in CASES' volume list): one
+# in-plane axis made 5 mm thick with a box or an RF-pulse profile, asked back at about 1.3 mm,
+# scored against the in-plane truth made into slices at that spacing. Their own row ("submm").
+SUBMM_VOLUMES = ("brain_t2fse_ax_fnndsc.nii.gz", "cardiac_lge3d_seg3d.nii.gz",
+                 "cspine_t2star_ax_sct.nii.gz")
+SUBMM_CASES = [
+    Case("submm_box_5mm", "submm", 0, "box", 1.0, 1.0, axis=0, thick_mm=5.0, target_mm=1.3),
+    Case("submm_sinc_5mm", "submm", 0, "sinc", 1.0, 1.0, tbw=4.0, axis=0, thick_mm=5.0,
+         target_mm=1.3),
+]
+SUBMM_CROP = 256  # in-plane voxels: about 11-16 cm of anatomy, 22-32 thick slices
 
 
 # The bench scores the default product: the CPU default preset's step budget (on a quiet 2-core

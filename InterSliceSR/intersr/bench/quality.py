@@ -40,11 +40,13 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
     weights (AdaptConfig.keep_at): rows["intersr"]["curve"], one entry per budget.
     """
     ref = prepared_reference(reference, case)
+    case = case.in_voxels(ref.GetSpacing()[case.axis])
     thick = thick_case(ref, case)
     voxel = ref.GetSpacing()[case.axis]
     h = voxel * case.target
     header = case.header * voxel if case.header is not None else None
-    volume = to_volume(thick, force=True, source=case.name, slice_thickness=header)
+    volume = to_volume(thick, force=True, source=case.name, slice_thickness=header,
+                       slice_axis=case.axis)
     np_axis = 2 - case.axis
     runs, outputs = [], []
     for seed in seeds:
@@ -60,8 +62,7 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
     n = ours.GetSize()[case.axis]
     ref_out = reference_at_output(sitk.GetArrayFromImage(ref), case)
     ref_crop = np.take(ref_out, np.arange(n), axis=np_axis)
-    exclude_np = tuple((2 - a, int(round(i / case.target))) for a, i in exclude
-                       if not case.oblique and 0 <= i / case.target < ref_crop.shape[2 - a])
+    exclude_np = excluded_on_output(exclude, case, ref_crop.shape)
     rows: dict[str, dict] = {}
     estimates = {}
     for name, interpolator in INTERPOLATORS.items():
@@ -122,6 +123,14 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
     return rows
 
 
+def excluded_on_output(exclude: tuple, case: Case, shape: tuple[int, ...]) -> tuple:
+    """(ITK axis, index) slices never scored -> (numpy axis, index) on the output grid (an
+    index along the made-thick axis scaled to the output spacing)."""
+    scale = {case.axis: case.target}
+    return tuple((2 - a, int(round(i / scale.get(a, 1.0)))) for a, i in exclude
+                 if not case.oblique and 0 <= i / scale.get(a, 1.0) < shape[2 - a])
+
+
 def kept_output(volume, state: dict, options: RunOptions) -> np.ndarray:
     """The output a run with these kept weights (fp32, unrounded) gives, as a numpy array."""
     import tempfile
@@ -139,14 +148,16 @@ def kept_output(volume, state: dict, options: RunOptions) -> np.ndarray:
 
 
 def oracle_case(reference: sitk.Image, case: Case, steps: int, seed: int, device: str = "cpu",
-                keep_at: tuple[int, ...] = ()) -> dict:
+                keep_at: tuple[int, ...] = (), exclude: tuple = (),
+                weights: str | None = None) -> dict:
     """The supervised ceiling: the shipped network trained on this very volume's truth.
 
     Pairs are the true high-resolution reference (on the output grid) and its thick version
     through the TRUE profile along the true slice axis, in the run's own normalisation; the
     same loop, batch and held-out rule as adaptation (fit), from the same shipped weights, up
     to `steps` with early stopping; inference with the true profile. keep_at: the same
-    training's shorter budgets, scored too (e.g. the adaptation's own budget).
+    training's shorter budgets, scored too (e.g. the adaptation's own budget). weights: start
+    from these instead (a folder with weights.json, as `--weights`).
     """
     import torch
 
@@ -154,9 +165,10 @@ def oracle_case(reference: sitk.Image, case: Case, steps: int, seed: int, device
     from ..methods.self_supervised import AdaptConfig, fit, held_out_split
     from ..networks.weights import load_pretrained
     ref = prepared_reference(reference, case)
+    case = case.in_voxels(ref.GetSpacing()[case.axis])
     thick = thick_case(ref, case)
     voxel = ref.GetSpacing()[case.axis]
-    volume = to_volume(thick, force=True, source=case.name)
+    volume = to_volume(thick, force=True, source=case.name, slice_axis=case.axis)
     np_axis = 2 - case.axis
     ref_out = reference_at_output(sitk.GetArrayFromImage(ref), case)
     intensity = normaliser(volume.array)
@@ -170,7 +182,7 @@ def oracle_case(reference: sitk.Image, case: Case, steps: int, seed: int, device
         checks.append(PlanePairs(fine, 0, other, factor, fwhm, fixed=held, shape=case.shape,
                                  tbw=case.tbw))
     torch.manual_seed(seed)
-    model = load_pretrained().model
+    model = load_pretrained(weights).model
     budgets = tuple(k for k in keep_at if k < steps) + (steps,)
     trained = fit(model, samplers, checks, AdaptConfig(steps=steps, seed=seed, keep_at=budgets),
                   torch.device(device))
@@ -180,7 +192,8 @@ def oracle_case(reference: sitk.Image, case: Case, steps: int, seed: int, device
     for k, (state, seconds) in sorted(trained.kept.items()):
         estimate = kept_output(volume, state, options)
         ref_k = np.take(ref_out, np.arange(estimate.shape[np_axis]), axis=np_axis)
-        rows.append({"steps": k, "seconds": round(seconds, 1), **quality(ref_k, estimate, ())})
+        rows.append({"steps": k, "seconds": round(seconds, 1),
+                     **quality(ref_k, estimate, excluded_on_output(exclude, case, ref_k.shape))})
     final = rows[-1]
     return {**final, "trained_steps": trained.steps, "stopped_early": trained.stopped_early,
             "curve": rows[:-1]}

@@ -23,6 +23,7 @@ import torch
 from ..acquisition.degrade import SliceProfile, degrade
 from ..acquisition.pairs import PairBatch, PlanePairs
 from ..progress import Progress
+from ..volumes.grid import fine_inplane_axes
 from .results import AdaptResult
 
 HOLDOUT_EVERY = 8
@@ -98,6 +99,8 @@ def sampler_sets(volume: np.ndarray, spacing: tuple[float, float, float],
     profiles = as_profiles(profiles)
     sets: list[list[PlanePairs]] = [[] for _ in slice_sets]
     for axis, other in ((1, 2), (2, 1)):
+        if axis not in fine_inplane_axes(spacing):
+            continue  # a much coarser in-plane axis is itself thick (volumes.grid)
         array, (s, r, c) = at_target_resolution(volume, spacing, target_spacing, profiles[0],
                                                 axes=(axis,))
         fine = (s, r, c)[axis]

@@ -35,6 +35,22 @@ def is_isotropic(spacing: Sequence[float]) -> bool:
     return max(spacing) / min(spacing) < ISOTROPY_TOLERANCE
 
 
+FINE_INPLANE_TOLERANCE = 1.5  # an in-plane axis coarser than this x the finest is itself thick
+
+
+def fine_inplane_axes(spacing3: Sequence[float]) -> tuple[int, ...]:
+    """The canonical in-plane axes (1 rows, 2 cols) that carry the finest detail.
+
+    spacing3: (slice, row, col) in mm. When one in-plane axis is much coarser than the other
+    (a 2-D series made thick along an in-plane axis too, e.g. 0.5 x 7.5 mm), it is itself a
+    thick-slice axis blurred by its own profile: as a source of sharp detail (the profile
+    estimate, adaptation's pairs) it would teach the network, and the estimator, that thick
+    slices look sharper than they are.
+    """
+    finest = min(spacing3[1], spacing3[2])
+    return tuple(a for a in (1, 2) if spacing3[a] <= FINE_INPLANE_TOLERANCE * finest)
+
+
 def inplane_spacings(spacing: Sequence[float], axis: int) -> list[float]:
     return [float(spacing[i]) for i in range(len(spacing)) if i != axis]
 
