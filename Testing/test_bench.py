@@ -50,3 +50,24 @@ def test_bench_real_mode_checks_contract_geometry(tmp_path):
     rows = json.loads((out / "real.json").read_text())
     assert len(rows) == 1 and rows[0]["same_size"] and rows[0]["geometry_error_mm"] < 1e-4
     assert rows[0]["output_size"] == [32, 32, 15]
+
+
+def test_submm_case_thickens_an_inplane_axis_of_an_anisotropic_series():
+    """A sub-mm case on a 2-D series (0.5 x 0.5 mm pixels, 2.5 mm slices): an in-plane axis is
+    made 5 mm thick and is the run's slice axis; the output is scored on the 1.5 mm grid along
+    it, and a filled slice along the series' own slice axis stays left out at its index."""
+    import numpy as np
+    from intersr.bench.cases import SUBMM_CASES
+    from intersr.bench.quality import excluded_on_output, run_case
+    series = sample_crop((90, 90, 12), (20, 20, 24))
+    series.SetSpacing((0.5, 0.5, 2.5))
+    case = SUBMM_CASES[0]
+    rows = run_case(series, case, 0, (0,), "cpu", ((2, 5),), None)
+    voxel = case.in_voxels(0.5)
+    assert (voxel.factor, voxel.target) == (10.0, 3.0)  # 5 mm slices, asked at 1.5 mm
+    for method in ("bspline", "deconv", "intersr"):
+        assert 5 < rows[method]["psnr_fg"] < 60
+    assert rows["intersr"]["profile"]["fwhm_voxels"] > 1  # estimated along the thick axis
+    # the excluded slice along ITK z (numpy axis 0) keeps its index; along the thick axis it scales
+    assert excluded_on_output(((2, 5), (0, 30)), voxel, (12, 88, 29)) == ((0, 5), (2, 10))
+    assert np.isfinite(rows["intersr"]["psnr_all"])
