@@ -770,6 +770,17 @@ def _warned(d, out, err):
 def _(d): return args(tiny(d, spacing=(1.0, 3.0, 3.0)), out_dir(d) / "o.nrrd")
 
 
+def _warned_thick_inplane(d, out, err):
+    _warned(d, out, err)
+    assert "the 2.5 mm in-plane axis is itself thick, so only the 0.5 mm one teaches" in err
+
+
+@accepted("geometry", "one in-plane axis itself thick (0.5 x 2.5 mm pixels, 5 mm slices)",
+          "processed with a warning that names the axis adaptation does not learn from",
+          _warned_thick_inplane)
+def _(d): return args(tiny(d, spacing=(0.5, 5.0, 2.5)), out_dir(d) / "o.nrrd")
+
+
 @accepted("geometry", "anisotropic in-plane spacing", "processed with a warning (output not "
           "isotropic), also in the provenance", _warned)
 def _(d): return args(tiny(d, spacing=(0.8, 1.6, 3.0)), out_dir(d) / "o.nrrd")

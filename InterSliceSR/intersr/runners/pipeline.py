@@ -27,7 +27,7 @@ from ..progress import Progress
 from ..resources import shipped_onnx
 from ..volumes import dicom_write
 from ..volumes.geometry import Geometry, Volume, output_geometry, to_image
-from ..volumes.grid import ISOTROPY_TOLERANCE, Grid, is_isotropic, plan
+from ..volumes.grid import ISOTROPY_TOLERANCE, Grid, fine_inplane_axes, is_isotropic, plan
 from ..volumes.read import input_sha256, load_volume
 from ..volumes.write import check_writable, same_file, write_atomic
 from . import memory
@@ -61,6 +61,10 @@ def grid_warnings(geometry: Geometry, spacing: float, options: RunOptions) -> li
     thick = [a for a, v in enumerate(geometry.spacing) if v >= largest / ISOTROPY_TOLERANCE]
     why = (f"{len(thick)} axes are about equally thick ({largest:.4g} mm) and only one (the "
            "slice axis) is refined" if len(thick) > 1 else "the in-plane spacings differ")
+    inplane = geometry.inplane_spacings
+    if len(fine_inplane_axes((geometry.slice_spacing, *inplane))) == 1:
+        why += (f"; the {max(inplane):.4g} mm in-plane axis is itself thick, so only the "
+                f"{min(inplane):.4g} mm one teaches the network")
     return ["the output is not isotropic (spacing " + " x ".join(f"{v:.4g}" for v in out)
             + f" mm): {why}; resample the other axes separately if you need isotropic voxels"]
 
