@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from intersr.bench.cases import (BENCH_ADAPT_STEPS, BENCH_CROP, CASES, FILLED_SLICES,
+from intersr.bench.cases import (BENCH_ADAPT_STEPS, BENCH_CROP, CASES,
                                   SUBMM_CASES, SUBMM_CROP, SUBMM_VOLUMES, Case, _split,
-                                  crop_to_anatomy, find_volumes)
+                                  crop_to_anatomy, filled_in_crop, find_volumes)
 from intersr.bench.quality import oracle_case, run_case
 from intersr.resources import HELD_OUT
 
@@ -340,8 +340,7 @@ def main() -> int:
                 continue
             image, start = crop_to_anatomy(sitk.ReadImage(str(path)),
                                            SUBMM_CROP if submm else args.crop)
-            axis, index = FILLED_SLICES.get(path.name, (0, -1))
-            exclude = ((axis, index - start[axis]),) if index >= 0 else ()
+            exclude = filled_in_crop(path.name, start)
             rows = score_case(image, case, methods, args.steps, args.seed,
                               row["methods"] if row else {}, args.weights, args.device, curve,
                               args.oracle_steps, exclude)

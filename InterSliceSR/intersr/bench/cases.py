@@ -26,6 +26,14 @@ FILLED_SLICES = {"brain_t1_memprage_fnndsc.nii.gz": (2, 114),  # (ITK axis, inde
                  "brain_t2fse_ax_fnndsc.nii.gz": (2, 34)}
 
 
+def filled_in_crop(name: str, crop_start: tuple[int, int, int]) -> tuple:
+    """The volume's filled slices as (ITK axis, index) within a crop starting at crop_start."""
+    if name not in FILLED_SLICES:
+        return ()
+    axis, index = FILLED_SLICES[name]
+    return ((axis, index - crop_start[axis]),)
+
+
 @dataclass(frozen=True)
 class Case:
     """A simulated acquisition: true profile, what the header claims, and what is asked for.

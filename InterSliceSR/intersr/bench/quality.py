@@ -21,9 +21,9 @@ from ..acquisition.metrics import normaliser, quality
 from ..runners.pipeline import RunOptions, super_resolve_volume
 from ..volumes.geometry import to_image
 from ..volumes.read import to_volume
-from .cases import (BENCH_ADAPT_STEPS, BENCH_CROP, BENCH_SEEDS, CASES, DEFAULT_DATA, FILLED_SLICES,
-                    INTERPOLATORS, TIKHONOV_LAMBDAS, Case, _split, crop_to_anatomy, find_volumes,
-                    prepared_reference, reference_at_output, thick_case, tikhonov)
+from .cases import (BENCH_ADAPT_STEPS, BENCH_CROP, BENCH_SEEDS, CASES, DEFAULT_DATA,
+                    INTERPOLATORS, TIKHONOV_LAMBDAS, Case, _split, crop_to_anatomy, filled_in_crop,
+                    find_volumes, prepared_reference, reference_at_output, thick_case, tikhonov)
 from .images import through_plane_panel, write_png
 from .real import real_scans
 from .timing import PeakRSS, timing
@@ -286,10 +286,7 @@ def main(args) -> int:
     methods = list(INTERPOLATORS) + ["deconv", "intersr"]
     for path in find_volumes(data, names):
         image, crop_start = crop_to_anatomy(sitk.ReadImage(str(path)), args.crop or BENCH_CROP)
-        exclude = ()
-        if path.name in FILLED_SLICES:
-            axis, index = FILLED_SLICES[path.name]
-            exclude = ((axis, index - crop_start[axis]),)
+        exclude = filled_in_crop(path.name, crop_start)
         stem = path.name.split(".")[0]
         for case in cases:
             rows = run_case(image, case, steps, seeds, args.device, exclude,

@@ -98,9 +98,10 @@ def sampler_sets(volume: np.ndarray, spacing: tuple[float, float, float],
     the target resolution once per axis for all of them."""
     profiles = as_profiles(profiles)
     sets: list[list[PlanePairs]] = [[] for _ in slice_sets]
+    sources = fine_inplane_axes(spacing)  # a much coarser in-plane axis is itself thick
     for axis, other in ((1, 2), (2, 1)):
-        if axis not in fine_inplane_axes(spacing):
-            continue  # a much coarser in-plane axis is itself thick (volumes.grid)
+        if axis not in sources:
+            continue
         array, (s, r, c) = at_target_resolution(volume, spacing, target_spacing, profiles[0],
                                                 axes=(axis,))
         fine = (s, r, c)[axis]
