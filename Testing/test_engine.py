@@ -1,6 +1,7 @@
 """Network, adaptation, inference and weights on small real volumes."""
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -125,6 +126,54 @@ def test_inference_chunks_give_same_result():
     tiny = super_resolve(model, volume, positions, 1.5, 1.0, torch.device("cpu"), chunk_bytes=1)
     assert whole.shape == (15, 26, 30)
     np.testing.assert_allclose(whole, tiny, atol=1e-5)
+
+
+def test_planes_beside_an_axis_adaptation_never_learned_keep_the_initial_network(tmp_path):
+    """A series whose second in-plane axis is itself thick (2 x 10 mm in-plane): adaptation's
+    pairs all lie beside the 10 mm axis, so only inference planes beside it get the adapted
+    network; those beside the fine axis get the shipped one, unchanged. Near-isotropic
+    in-plane, one adapted network for both."""
+    from intersr.methods.dispatch import adapted_backend
+    from intersr.networks.backends import PerPlane, TorchBackend
+    from intersr.options import RunOptions
+    from intersr.progress import Progress
+    volume = to_volume(sample_crop((48, 48, 14), (40, 40, 24))).array / 300.0
+    options = RunOptions(adapt_steps=10, device="cpu", seed=0)
+    positions = (np.arange(21) + 0.5) / 1.5 - 0.5
+    shipped = TorchBackend(load_pretrained().model, "cpu")
+    logs = io.StringIO()
+    backend, result, _, extra = adapted_backend(options, volume, (6.0, 2.0, 10.0), 6.0, 1.5,
+                                                use_ort=False, progress=Progress("none", log=logs))
+    assert isinstance(backend, PerPlane) and result.beside == (2,)
+    assert backend.beside(1) is not backend.beside(2)
+    planes = np.moveaxis(volume[:, :8, :], 1, 0)  # planes along rows: beside the cols (axis 2)
+    np.testing.assert_allclose(backend.beside(1).run_planes(planes, positions, 1.5, 1.0),
+                               shipped.run_planes(planes, positions, 1.5, 1.0), atol=1e-6)
+    assert not np.allclose(backend.beside(2).run_planes(planes, positions, 1.5, 1.0),
+                           shipped.run_planes(planes, positions, 1.5, 1.0), atol=1e-4)
+    assert extra["pretrained_planes"] == "beside the 2 mm in-plane axis"
+    assert "planes beside the 2 mm one keep the pretrained network" in logs.getvalue()
+    # each pass runs its own network: swapping them swaps the passes, whose sum is unchanged
+    adapted, initial = backend.adapted, backend.initial
+    mixed = super_resolve(backend, volume, positions, 1.5, 1.0)
+    swapped = super_resolve(PerPlane(initial, adapted, (2,)), volume, positions, 1.5, 1.0)
+    pure = [super_resolve(b, volume, positions, 1.5, 1.0) for b in (adapted, initial)]
+    np.testing.assert_allclose(mixed + swapped, pure[0] + pure[1], atol=1e-5)
+    assert not np.allclose(mixed, pure[0], atol=1e-4) and not np.allclose(mixed, pure[1], atol=1e-4)
+    np.testing.assert_allclose(super_resolve(PerPlane(adapted, initial, (1, 2)), volume,
+                                             positions, 1.5, 1.0), pure[0], atol=1e-6)
+    # on the CPU's default path both networks are exported and run by ONNX Runtime
+    exported, *_ = adapted_backend(options, volume, (6.0, 2.0, 10.0), 6.0, 1.5, use_ort=True,
+                                   progress=Progress("none"), workdir=str(tmp_path))
+    assert {exported.beside(a).name for a in (1, 2)} == {"onnxruntime"}
+    np.testing.assert_allclose(exported.beside(1).run_planes(planes, positions, 1.5, 1.0),
+                               shipped.run_planes(planes, positions, 1.5, 1.0), atol=1e-4)
+    np.testing.assert_allclose(super_resolve(exported, volume, positions, 1.5, 1.0), mixed,
+                               atol=1e-4)
+    plain, result, _, extra = adapted_backend(options, volume, (6.0, 2.0, 2.0), 6.0, 1.5,
+                                              use_ort=False, progress=Progress("none"))
+    assert not isinstance(plain, PerPlane) and result.beside == (1, 2)
+    assert "pretrained_planes" not in extra
 
 
 def test_weights_checksum_is_verified(tmp_path):

@@ -22,7 +22,7 @@ import stat
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -773,12 +773,16 @@ def _(d): return args(tiny(d, spacing=(1.0, 3.0, 3.0)), out_dir(d) / "o.nrrd")
 def _warned_thick_inplane(d, out, err):
     _warned(d, out, err)
     assert "the 2.5 mm in-plane axis is itself thick, so only the 0.5 mm one teaches" in err
+    assert "planes beside the 0.5 mm one keep the pretrained network" in err
+    image = _read(_only_output(d, "o.nrrd"))
+    assert image.GetMetaData("intersr_pretrained_planes") == "beside the 0.5 mm in-plane axis"
 
 
 @accepted("geometry", "one in-plane axis itself thick (0.5 x 2.5 mm pixels, 5 mm slices)",
-          "processed with a warning that names the axis adaptation does not learn from",
+          "processed with a warning that names the axis adaptation does not learn from; planes "
+          "beside the fine axis keep the pretrained network (in the provenance)",
           _warned_thick_inplane)
-def _(d): return args(tiny(d, spacing=(0.5, 5.0, 2.5)), out_dir(d) / "o.nrrd")
+def _(d): return args(tiny(d, spacing=(0.5, 5.0, 2.5)), out_dir(d) / "o.nrrd", "--adapt-steps", 4)
 
 
 @accepted("geometry", "anisotropic in-plane spacing", "processed with a warning (output not "

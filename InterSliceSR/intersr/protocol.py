@@ -59,6 +59,7 @@ PROVENANCE_PREFIX = "intersr_"
 PROVENANCE_KEYS: tuple[str, ...] = (
     "note", "method", "version", "backend", "weights_sha256", "profile", "factor",
     "input_spacing_mm", "output_spacing_mm", "thickness_mm", "adapt_steps", "adapt_final_loss",
+    "pretrained_planes",
     "vae_steps", "vae_final_l1", "synthetic_slices", "data_consistency_db", "warnings",
     "stacks", "inputs", "stack_transforms", "stack_profiles", "registration",
     "slice_axis", "input_sha256", "options", "map",

@@ -40,6 +40,7 @@ class PlanePairs:
                  fixed: np.ndarray | None = None, slabs: int = 16, width: int = 64,
                  min_mean: float = 0.05, shape: str = "gauss", tbw: float = DEFAULT_TBW):
         third = 3 - axis - other
+        self.other = other  # the axis the planes lie beside, as inference's planes do
         self.view = np.moveaxis(array, (third, axis, other), (0, 1, 2))
         dim_axis, dim_other = self.view.shape[1], self.view.shape[2]
         self.factor = float(factor)

@@ -5,6 +5,7 @@ pipeline is torch-free so that `--no-adapt` runs on ONNX Runtime alone.
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import tempfile
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ResourceError
-from ..networks.backends import Backend, OrtBackend, TorchBackend, pick_device
+from ..networks.backends import Backend, OrtBackend, PerPlane, TorchBackend, pick_device
 from ..networks.network import NetConfig, build_network
 from ..networks.weights import load_pretrained
 from ..options import ADAPT_BATCH, RunOptions, adapts, budget_for, cpu_threads, ort_threads
@@ -61,6 +62,7 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(options))
     model, sha = initial_model(options, progress.log)
+    initial = copy.deepcopy(model) if sha and adapts(options) else None  # ~0.3 MB
     result = AdaptResult()
     extra: dict[str, str] = {}
     if adapts(options):
@@ -70,23 +72,39 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
                                           progress,
                                           target_spacing=target_spacing,
                                           method=options.method)
-    if not (use_ort or (ort_on_cpu and device.type == "cpu")):
-        return TorchBackend(model, device), result, sha, extra
+    ort = use_ort or (ort_on_cpu and device.type == "cpu")
+    folder = (workdir or tempfile.mkdtemp(prefix="intersr-onnx-")) if ort else None
+    backend = runner(model, device, options, folder, "adapted", use_ort, progress)
+    unseen = [axis for axis in (1, 2) if axis not in result.beside]
+    if initial is None or not unseen:
+        return backend, result, sha, extra
+    fine = " and ".join(f"{spacing3[axis]:.3g} mm" for axis in unseen)
+    progress.log(f"intersr: adaptation learned only planes beside the coarse in-plane axis; "
+                 f"planes beside the {fine} one keep the pretrained network")
+    extra["pretrained_planes"] = f"beside the {fine} in-plane axis"
+    return (PerPlane(backend, runner(initial, device, options, folder, "initial", use_ort,
+                                     progress), result.beside), result, sha, extra)
+
+
+def runner(model: torch.nn.Module, device: torch.device, options: RunOptions,
+           folder: str | None, name: str, use_ort: bool, progress: Progress) -> Backend:
+    """The backend that runs `model`: torch, or its ONNX export in `folder` with ONNX Runtime
+    (when the export cannot be written: torch, unless ONNX Runtime was asked for)."""
+    if folder is None:
+        return TorchBackend(model, device)
     from ..networks.export import export_onnx
     progress.update("export", 0, 1)
-    folder = workdir or tempfile.mkdtemp(prefix="intersr-onnx-")
     try:
-        path = export_onnx(model, Path(folder) / "adapted.onnx")
+        path = export_onnx(model, Path(folder) / f"{name}.onnx")
     except OSError as exc:  # e.g. no space for the export: torch can still run the network
         if use_ort:
             raise ResourceError(f"could not write the ONNX export of the adapted network in "
                                 f"{folder}: {exc.strerror or exc}") from None
         progress.log(f"intersr: could not export to ONNX ({exc.strerror or exc}); "
                      "inference with torch")
-        return TorchBackend(model, device), result, sha, extra
+        return TorchBackend(model, device)
     config = getattr(model, "config", NetConfig())
-    threads = ort_threads(options)
-    backend = OrtBackend(path, device.type, threads=threads, channels=config.channels,
-                         hidden=config.hidden)
+    backend = OrtBackend(path, device.type, threads=ort_threads(options),
+                         channels=config.channels, hidden=config.hidden)
     progress.update("export", 1, 1)
-    return backend, result, sha, extra
+    return backend

@@ -19,6 +19,9 @@ class AdaptResult:
     history: list[tuple[int, float, float]] = field(default_factory=list)  # step, train, held-out
     # AdaptConfig.keep_at: step -> (the weights a budget of that many steps returns, seconds)
     kept: dict[int, tuple[Any, float]] = field(default_factory=dict)
+    # in-plane axes (1 rows, 2 cols) that the training planes lay beside: inference planes
+    # beside any other axis keep the initial network (networks.backends.PerPlane)
+    beside: tuple[int, ...] = (1, 2)
 
 
 @dataclass

@@ -175,7 +175,7 @@ def fit(model: torch.nn.Module, samplers: list[PlanePairs], checks: list[PlanePa
     Stops at the step or time budget, or early when the held-out loss stops improving, and
     keeps the best weights. Adaptation and the VAE-pairs method both train through here.
     """
-    result = AdaptResult()
+    result = AdaptResult(beside=tuple(sorted({sampler.other for sampler in samplers})))
     if any(k <= 0 or k % config.eval_every for k in config.keep_at):
         raise ValueError(f"keep_at steps must be positive multiples of {config.eval_every}")
     rng = np.random.default_rng(config.seed)

@@ -49,6 +49,34 @@ class Backend:
     def describe(self) -> str:
         return f"{self.name} on {self.device}"
 
+    def beside(self, axis: int) -> "Backend":
+        """The backend for planes that lie beside in-plane axis `axis` (1 rows, 2 cols)."""
+        return self
+
+
+class PerPlane(Backend):
+    """The adapted network where adaptation learned planes like these, the initial one elsewhere.
+
+    With one fine in-plane axis, adaptation's pairs all lie beside the coarse one; planes beside
+    the fine axis are unlike anything it saw, and fine-tuning on the others made them worse
+    (measured: docs/benchmarks.md, "Sub-mm clinical series"), so they keep the initial network.
+    """
+
+    def __init__(self, adapted: Backend, initial: Backend, learned: tuple[int, ...]):
+        self.adapted, self.initial, self.learned = adapted, initial, tuple(learned)
+        self.name, self.device = adapted.name, adapted.device
+        self.chunk_bytes, self.channels, self.hidden = (adapted.chunk_bytes, adapted.channels,
+                                                        adapted.hidden)
+
+    def beside(self, axis: int) -> Backend:
+        return self.adapted if axis in self.learned else self.initial
+
+    def run_planes(self, planes, positions, factor, blur):
+        raise TypeError("PerPlane runs planes through beside(axis)")
+
+    def describe(self) -> str:
+        return self.adapted.describe()
+
 
 class TorchBackend(Backend):
     name = "torch"

@@ -26,7 +26,8 @@ def super_resolve(model: Any, volume: np.ndarray, positions: np.ndarray, factor:
                   chunk_bytes: int | None = None, spread: bool = False) -> Any:
     """(n, R, C) normalised thick-slice volume -> (m, R, C) at the given slice positions.
 
-    model: a `Backend`, or a torch module (then run on `device` by a TorchBackend).
+    model: a `Backend` (`Backend.beside` picks the one for each pass), or a torch module (then
+    run on `device` by a TorchBackend).
     spread: also return |row pass - col pass| (a free test-time variant: the confidence map's
     main feature), as (output, spread); costs one more output-sized array, no network pass.
     """
@@ -42,16 +43,17 @@ def super_resolve(model: Any, volume: np.ndarray, positions: np.ndarray, factor:
     total = rows + cols
     done = 0
     for index, (axis, width) in enumerate(passes):
-        chunk = max(1, int(budget // plane_bytes(n, m, width, backend.channels, backend.hidden)))
+        runner = backend.beside(3 - axis)  # planes along rows lie beside the cols, and back
+        chunk = max(1, int(budget // plane_bytes(n, m, width, runner.channels, runner.hidden)))
         count = volume.shape[axis]
         start = 0
         while start < count:
             stop = min(start + chunk, count)
             planes = np.moveaxis(volume.take(np.arange(start, stop), axis=axis), axis, 0)
             try:
-                result = backend.run_planes(planes, positions, factor, blur)
+                result = runner.run_planes(planes, positions, factor, blur)
             except Exception as exc:
-                if not backend.out_of_memory(exc):
+                if not runner.out_of_memory(exc):
                     raise
                 if chunk == 1:
                     raise ResourceError("the GPU ran out of memory even for a single plane; "
