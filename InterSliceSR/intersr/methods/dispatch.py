@@ -98,7 +98,7 @@ def runner(model: torch.nn.Module, device: torch.device, options: RunOptions,
         path = export_onnx(model, Path(folder) / f"{name}.onnx")
     except OSError as exc:  # e.g. no space for the export: torch can still run the network
         if use_ort:
-            raise ResourceError(f"could not write the ONNX export of the adapted network in "
+            raise ResourceError(f"could not write the ONNX export of the {name} network in "
                                 f"{folder}: {exc.strerror or exc}") from None
         progress.log(f"intersr: could not export to ONNX ({exc.strerror or exc}); "
                      "inference with torch")
