@@ -137,7 +137,7 @@ def test_planes_beside_an_axis_adaptation_never_learned_keep_the_initial_network
     from intersr.networks.backends import PerPlane, TorchBackend
     from intersr.options import RunOptions
     from intersr.progress import Progress
-    volume = to_volume(sample_crop((48, 48, 14), (40, 40, 24))).array / 300.0
+    volume = to_volume(sample_crop((48, 40, 14), (40, 40, 24))).array / 300.0  # (14, 40, 48)
     options = RunOptions(adapt_steps=10, device="cpu", seed=0)
     positions = (np.arange(21) + 0.5) / 1.5 - 0.5
     shipped = TorchBackend(load_pretrained().model, "cpu")
@@ -153,12 +153,16 @@ def test_planes_beside_an_axis_adaptation_never_learned_keep_the_initial_network
                            shipped.run_planes(planes, positions, 1.5, 1.0), atol=1e-4)
     assert extra["pretrained_planes"] == "beside the 2 mm in-plane axis"
     assert "planes beside the 2 mm one keep the pretrained network" in logs.getvalue()
-    # each pass runs its own network: swapping them swaps the passes, whose sum is unchanged
+    # each pass runs its own network: planes along rows (slices x cols, beside the cols) the
+    # adapted one, planes along cols (slices x rows) the initial one
     adapted, initial = backend.adapted, backend.initial
     mixed = super_resolve(backend, volume, positions, 1.5, 1.0)
-    swapped = super_resolve(PerPlane(initial, adapted, (2,)), volume, positions, 1.5, 1.0)
+    along_rows = np.moveaxis(adapted.run_planes(np.moveaxis(volume, 1, 0), positions, 1.5, 1.0),
+                             0, 1)
+    along_cols = np.moveaxis(initial.run_planes(np.moveaxis(volume, 2, 0), positions, 1.5, 1.0),
+                             0, 2)
+    np.testing.assert_allclose(mixed, 0.5 * (along_rows + along_cols), atol=1e-5)
     pure = [super_resolve(b, volume, positions, 1.5, 1.0) for b in (adapted, initial)]
-    np.testing.assert_allclose(mixed + swapped, pure[0] + pure[1], atol=1e-5)
     assert not np.allclose(mixed, pure[0], atol=1e-4) and not np.allclose(mixed, pure[1], atol=1e-4)
     np.testing.assert_allclose(super_resolve(PerPlane(adapted, initial, (1, 2)), volume,
                                              positions, 1.5, 1.0), pure[0], atol=1e-6)
@@ -174,6 +178,12 @@ def test_planes_beside_an_axis_adaptation_never_learned_keep_the_initial_network
                                               use_ort=False, progress=Progress("none"))
     assert not isinstance(plain, PerPlane) and result.beside == (1, 2)
     assert "pretrained_planes" not in extra
+    # near-isotropic in-plane but one axis too short for pairs at this factor: no coarse axis,
+    # so the adapted network runs everywhere
+    short = volume[:, :, :10]
+    plain, result, _, extra = adapted_backend(options, short, (12.0, 2.0, 2.0), 12.0, 1.5,
+                                              use_ort=False, progress=Progress("none"))
+    assert result.beside == (2,) and not isinstance(plain, PerPlane)
 
 
 def test_weights_checksum_is_verified(tmp_path):

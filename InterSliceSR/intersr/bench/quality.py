@@ -109,6 +109,11 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
                     "effective_width_error": estimate.effective_width / voxel / SliceProfile(
                         case.shape, case.fwhm, case.tbw).effective_width - 1,
                     "provenance": runs[0][0].provenance.get("intersr_profile", "")}}
+    if curve and runs[0][0].provenance.get("intersr_pretrained_planes"):
+        # kept_output runs the kept weights on both passes; such a run keeps the pretrained
+        # network on one, so its curve would score another method
+        raise ValueError(f"{case.name}: no quality-vs-budget curve where one pass keeps the "
+                         "pretrained network (one fine in-plane axis)")
     if curve:
         rows["intersr"]["curve"] = [
             {"steps": k, "adapt_seconds": round(t, 1),

@@ -3,7 +3,10 @@
 Torch-free, and cheap: no network pass beyond inference's own two. Five features of each output
 voxel, all from what a run already has (normalised intensities, slice-index units):
   spread      |row pass - col pass| of `networks.infer.super_resolve` (two test-time
-              variants the network computes anyway), Gaussian-smoothed (sigma 1 voxel)
+              variants the network computes anyway), Gaussian-smoothed (sigma 1 voxel); where
+              one pass keeps the pretrained network (`networks.backends.PerPlane`: one fine
+              in-plane axis) it also holds the two networks' difference, which the
+              calibration (brain volumes, one network) never saw
   deviation   |output - linear interpolation of the thick slices|, smoothed (sigma 1)
   through     |through-plane derivative| of the output (Gaussian derivative, sigma 1)
   gradient    gradient magnitude of the output (sigma 1)

@@ -20,6 +20,7 @@ from ..networks.network import NetConfig, build_network
 from ..networks.weights import load_pretrained
 from ..options import ADAPT_BATCH, RunOptions, adapts, budget_for, cpu_threads, ort_threads
 from ..progress import Progress
+from ..volumes.grid import fine_inplane_axes
 from . import METHODS
 from .results import AdaptResult
 from .self_supervised import AdaptConfig
@@ -75,21 +76,28 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     ort = use_ort or (ort_on_cpu and device.type == "cpu")
     folder = (workdir or tempfile.mkdtemp(prefix="intersr-onnx-")) if ort else None
     backend = runner(model, device, options, folder, "adapted", use_ort, progress)
-    unseen = [axis for axis in (1, 2) if axis not in result.beside]
-    if initial is None or not unseen:
+    # only a coarse second in-plane axis (not one merely too short for pairs) leaves planes
+    # unlike any adaptation saw
+    fine_axes = fine_inplane_axes(spacing3)
+    unseen = [axis for axis in fine_axes if axis not in result.beside]
+    if initial is None or not unseen or len(fine_axes) > 1:
         return backend, result, sha, extra
     fine = " and ".join(f"{spacing3[axis]:.3g} mm" for axis in unseen)
     progress.log(f"intersr: adaptation learned only planes beside the coarse in-plane axis; "
                  f"planes beside the {fine} one keep the pretrained network")
     extra["pretrained_planes"] = f"beside the {fine} in-plane axis"
-    return (PerPlane(backend, runner(initial, device, options, folder, "initial", use_ort,
-                                     progress), result.beside), result, sha, extra)
+    second = runner(initial, device, options, folder if isinstance(backend, OrtBackend) else None,
+                    "initial", use_ort, progress, arena=False)
+    return PerPlane(backend, second, result.beside), result, sha, extra
 
 
 def runner(model: torch.nn.Module, device: torch.device, options: RunOptions,
-           folder: str | None, name: str, use_ort: bool, progress: Progress) -> Backend:
+           folder: str | None, name: str, use_ort: bool, progress: Progress,
+           arena: bool = True) -> Backend:
     """The backend that runs `model`: torch, or its ONNX export in `folder` with ONNX Runtime
-    (when the export cannot be written: torch, unless ONNX Runtime was asked for)."""
+    (when the export cannot be written: torch, unless ONNX Runtime was asked for). arena=False:
+    a second ONNX Runtime session gets no memory arena of its own, so two sessions do not hold
+    two chunks' worth of memory (the memory check counts one)."""
     if folder is None:
         return TorchBackend(model, device)
     from ..networks.export import export_onnx
@@ -105,6 +113,6 @@ def runner(model: torch.nn.Module, device: torch.device, options: RunOptions,
         return TorchBackend(model, device)
     config = getattr(model, "config", NetConfig())
     backend = OrtBackend(path, device.type, threads=ort_threads(options),
-                         channels=config.channels, hidden=config.hidden)
+                         channels=config.channels, hidden=config.hidden, arena=arena)
     progress.update("export", 1, 1)
     return backend

@@ -183,11 +183,12 @@ class OrtBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, model_path: str | Path, device: str = "auto", threads: int = 0,
-                 channels: int = 32, hidden: int = 64):
+                 channels: int = 32, hidden: int = 64, arena: bool = True):
         import onnxruntime
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        options.enable_cpu_mem_arena = arena
         options.log_severity_level = 3
         # the default memory arena stays (faster); its size is bounded by the chunk budget
         self.session = onnxruntime.InferenceSession(str(model_path), options,
