@@ -146,10 +146,10 @@ def case_row(name: str, case, array: np.ndarray, spacing3: tuple, voxel: float,
 def truth_loss(array: np.ndarray, spacing3: tuple, voxel: float, case,
                est: profile.ProfileEstimate) -> dict:
     """The estimator's own comparison scored at the TRUE profile (sinc truths: the better of
-    the time-bandwidth products searched, 3 and 6, at the true FWHM), beside its best fit's. Where the truth scores worse, the
-    comparison itself prefers the wrong width (the thick slices' spectrum differs from the
-    in-plane axes' by more than the profile: anatomy is not equally structured along every
-    axis), so no finer search could find it."""
+    the time-bandwidth products searched, 3 and 6, at the true FWHM), beside its best fit's.
+    Where the truth scores worse, the comparison itself prefers the wrong width (the thick
+    slices' spectrum differs from the in-plane axes' by more than the profile: anatomy is not
+    equally structured along every axis), so no finer search could find it."""
     at_truth = estimate_profile(array, spacing3, shapes=(case.shape,), fwhm_mm=case.fwhm * voxel)
     return {"loss_best": round(est.loss, 6), "loss_truth": round(at_truth.loss, 6),
             "truth_scores_worse": bool(at_truth.loss > est.loss * 1.001)}
@@ -225,8 +225,8 @@ def report(rows: list[dict]) -> None:
     if missed:
         worse = [r for r in missed if r["truth_scores_worse"]]
         ratio = [r["loss_truth"] / max(r["loss_best"], 1e-12) for r in worse]
-        print(f"estimated cases outside 15 %: {len(missed)}; the comparison scores the true profile worse "
-              f"than its best fit on {len(worse)} of them (loss at the truth / best: median "
+        print(f"estimated cases outside 15 %: {len(missed)}; the comparison scores the true "
+              f"profile worse than its best fit on {len(worse)} of them (loss at the truth / best: median "
               f"{np.median(ratio) if ratio else float('nan'):.1f}x): those misses are the "
               "comparison's, not the search's")
     volumes = sorted({(r["split"], r["volume"]) for r in rows})

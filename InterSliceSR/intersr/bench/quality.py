@@ -131,9 +131,10 @@ def run_case(reference: sitk.Image, case: Case, steps: int, seeds: tuple[int, ..
 def excluded_on_output(exclude: tuple, case: Case, shape: tuple[int, ...]) -> tuple:
     """(ITK axis, index) slices never scored -> (numpy axis, index) on the output grid (an
     index along the made-thick axis scaled to the output spacing)."""
-    scale = {case.axis: case.target}
-    return tuple((2 - a, int(round(i / scale.get(a, 1.0)))) for a, i in exclude
-                 if not case.oblique and 0 <= i / scale.get(a, 1.0) < shape[2 - a])
+    if case.oblique:
+        return ()
+    on_output = [(a, i / case.target if a == case.axis else i) for a, i in exclude]
+    return tuple((2 - a, int(round(i))) for a, i in on_output if 0 <= i < shape[2 - a])
 
 
 def kept_output(volume, state: dict, options: RunOptions) -> np.ndarray:

@@ -63,7 +63,11 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(options))
     model, sha = initial_model(options, progress.log)
-    initial = copy.deepcopy(model) if sha and adapts(options) else None  # ~0.3 MB
+    # one fine in-plane axis (the other itself thick): adaptation's pairs all lie beside the
+    # coarse one, so the planes beside the fine axis keep this initial network (PerPlane)
+    fine_axes = fine_inplane_axes(spacing3)
+    one_fine = len(fine_axes) == 1 and bool(sha) and adapts(options)
+    initial = copy.deepcopy(model) if one_fine else None  # ~0.3 MB
     result = AdaptResult()
     extra: dict[str, str] = {}
     if adapts(options):
@@ -76,13 +80,9 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     ort = use_ort or (ort_on_cpu and device.type == "cpu")
     folder = (workdir or tempfile.mkdtemp(prefix="intersr-onnx-")) if ort else None
     backend = runner(model, device, options, folder, "adapted", use_ort, progress)
-    # only a coarse second in-plane axis (not one merely too short for pairs) leaves planes
-    # unlike any adaptation saw
-    fine_axes = fine_inplane_axes(spacing3)
-    unseen = [axis for axis in fine_axes if axis not in result.beside]
-    if initial is None or not unseen or len(fine_axes) > 1:
+    if initial is None or fine_axes[0] in result.beside:  # e.g. VAE pairs: both orientations
         return backend, result, sha, extra
-    fine = " and ".join(f"{spacing3[axis]:.3g} mm" for axis in unseen)
+    fine = f"{spacing3[fine_axes[0]]:.3g} mm"
     progress.log(f"intersr: adaptation learned only planes beside the coarse in-plane axis; "
                  f"planes beside the {fine} one keep the pretrained network")
     extra["pretrained_planes"] = f"beside the {fine} in-plane axis"

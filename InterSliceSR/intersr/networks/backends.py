@@ -188,9 +188,10 @@ class OrtBackend(Backend):
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # the memory arena stays (faster; bounded by the chunk budget) unless a second session
+        # would hold another one (PerPlane's initial network)
         options.enable_cpu_mem_arena = arena
         options.log_severity_level = 3
-        # the default memory arena stays (faster); its size is bounded by the chunk budget
         self.session = onnxruntime.InferenceSession(str(model_path), options,
                                                     providers=ort_providers(device))
         self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
