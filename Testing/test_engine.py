@@ -166,10 +166,12 @@ def test_planes_beside_an_axis_adaptation_never_learned_keep_the_initial_network
     assert not np.allclose(mixed, pure[0], atol=1e-4) and not np.allclose(mixed, pure[1], atol=1e-4)
     np.testing.assert_allclose(super_resolve(PerPlane(adapted, initial, (1, 2)), volume,
                                              positions, 1.5, 1.0), pure[0], atol=1e-6)
-    # on the CPU's default path both networks are exported and run by ONNX Runtime
+    # on the CPU's default path both networks run on ONNX Runtime
     exported, *_ = adapted_backend(options, volume, (6.0, 2.0, 10.0), 6.0, 1.5, use_ort=True,
                                    progress=Progress("none"), workdir=str(tmp_path))
     assert {exported.beside(a).name for a in (1, 2)} == {"onnxruntime"}
+    # the initial network is the shipped one: its own ONNX file runs, no second export
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapted.onnx"]
     np.testing.assert_allclose(exported.beside(1).run_planes(planes, positions, 1.5, 1.0),
                                shipped.run_planes(planes, positions, 1.5, 1.0), atol=1e-4)
     np.testing.assert_allclose(super_resolve(exported, volume, positions, 1.5, 1.0), mixed,

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import ResourceError
-from ..networks.backends import Backend, OrtBackend, PerPlane, TorchBackend, pick_device
+from ..networks.backends import (Backend, OrtBackend, PerPlane, TorchBackend, pick_device,
+                                 shipped_ort)
 from ..networks.network import NetConfig, build_network
 from ..networks.weights import load_pretrained
 from ..options import ADAPT_BATCH, RunOptions, adapts, budget_for, cpu_threads, ort_threads
@@ -86,8 +87,13 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     progress.log(f"intersr: adaptation learned only planes beside the coarse in-plane axis; "
                  f"planes beside the {fine} one keep the pretrained network")
     extra["pretrained_planes"] = f"beside the {fine} in-plane axis"
-    second = runner(initial, device, options, folder if isinstance(backend, OrtBackend) else None,
-                    "initial", use_ort, progress, arena=False)
+    if isinstance(backend, OrtBackend) and options.weights is None:
+        # the shipped network's own, sha256-checked ONNX file: no second export
+        second, _ = shipped_ort(device.type, threads=ort_threads(options), arena=False)
+    else:
+        second = runner(initial, device, options,
+                        folder if isinstance(backend, OrtBackend) else None, "initial",
+                        use_ort, progress, arena=False)
     return PerPlane(backend, second, result.beside), result, sha, extra
 
 

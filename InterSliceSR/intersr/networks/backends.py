@@ -210,6 +210,16 @@ class OrtBackend(Backend):
         return self.device == "cuda" and "out of memory" in str(exc).lower()
 
 
+def shipped_ort(device: str = "auto", threads: int = 0, arena: bool = True) -> tuple[OrtBackend, str]:
+    """The shipped network's ONNX export (sha256-verified, `resources.shipped_onnx`) on ONNX
+    Runtime, and the shipped weights' sha256: no export needed to run the pretrained network."""
+    from ..resources import shipped_onnx
+    path, sha, entry = shipped_onnx()
+    config = entry.get("config", {})
+    return OrtBackend(path, device, threads=threads, channels=config.get("channels", 32),
+                      hidden=config.get("hidden", 64), arena=arena), sha
+
+
 @dataclass(frozen=True)
 class Choice:
     """Which backend a run uses and why (the reason goes into the log)."""

@@ -20,11 +20,10 @@ from ..errors import InputError
 from ..methods import METHODS
 from ..methods.results import AdaptResult, RunResult
 from ..networks import backends
-from ..networks.backends import Backend, OrtBackend
+from ..networks.backends import Backend
 from ..networks.infer import super_resolve
 from ..options import RunOptions, adapts, engine_args, ort_threads, replace, validate
 from ..progress import Progress
-from ..resources import shipped_onnx
 from ..volumes import dicom_write
 from ..volumes.geometry import Geometry, Volume, output_geometry, to_image
 from ..volumes.grid import ISOTROPY_TOLERANCE, Grid, fine_inplane_axes, is_isotropic, plan
@@ -87,11 +86,7 @@ def shipped_ort_backend(options: RunOptions) -> tuple[Backend, str]:
     if options.weights is not None:
         raise InputError("--weights with ONNX Runtime only: a custom or from-scratch network "
                          "needs PyTorch (install torch, or leave out --weights)")
-    path, sha, entry = shipped_onnx()
-    config = entry.get("config", {})
-    threads = ort_threads(options)
-    return OrtBackend(path, options.device, threads=threads, channels=config.get("channels", 32),
-                      hidden=config.get("hidden", 64)), sha
+    return backends.shipped_ort(options.device, threads=ort_threads(options))
 
 
 def super_resolve_volume(volume: Volume, options: RunOptions,
