@@ -129,7 +129,10 @@ def test_calibration_is_monotone_and_documented():
     calibration = confidence.load_calibration()
     table = calibration["table"]
     assert np.all(np.diff(table["score"]) > 0) and np.all(np.diff(table["error"]) >= 0)
-    assert set(calibration["weights"]) == {"bias", "distance", *confidence.FEATURES}
+    assert set(calibration["terms"]) == set(confidence.FEATURES)
+    for name, t in calibration["terms"].items():
+        assert np.all(np.diff(t["knots"]) > 0) and len(t["heights"]) == len(t["knots"]), name
+        assert t["heights"][0] == 0.0  # the bias carries each term's first knot
     assert "--fit" in calibration["command"] and "seen" in calibration["fitted_on"]
     assert not any(h.split(".")[0] in calibration["fitted_on"]
                    for h in __import__("intersr.resources").resources.HELD_OUT)
@@ -143,3 +146,26 @@ def test_memory_model_counts_the_map():
     plain, more = memory.required_bytes(grid), memory.required_bytes(grid, confidence=True)
     out = 4 * memory.voxels(grid.output_size)
     assert plain + out <= more <= plain + 3 * out
+
+
+def test_fit_recovers_an_additive_error_model_and_the_map_streams_it(monkeypatch):
+    """Synthetic samples whose log error rises with one feature and ignores another: the fitted
+    terms say so, the table is monotone, and the score added in small chunks equals np.interp."""
+    rng = np.random.default_rng(0)
+    names = ("spread", "intensity")
+    samples = []
+    for _ in range(3):
+        f = {"spread": rng.uniform(-6, -2, 5000), "intensity": rng.uniform(0, 1, 5000)}
+        error = np.exp(f["spread"] + 0.1 * rng.standard_normal(5000))
+        samples.append((f, error))
+    fitted = confidence.fit(samples, names, knots=6)
+    spread, intensity = fitted["terms"]["spread"], fitted["terms"]["intensity"]
+    assert np.all(np.diff(spread["heights"]) > 0.5)  # about 0.8 per knot interval (slope 1)
+    assert max(np.abs(intensity["heights"])) < 0.05
+    assert np.all(np.diff(fitted["table"]["error"]) >= 0)
+    values = rng.uniform(-7, -1, (3, 5, 7)).astype(np.float32)
+    monkeypatch.setattr(confidence, "CHUNK", 16)
+    total = np.full(values.shape, 0.5, np.float32)
+    confidence.term(values, spread["knots"], spread["heights"], into=total)
+    expected = 0.5 + np.interp(values, spread["knots"], spread["heights"])
+    np.testing.assert_allclose(total, expected, rtol=1e-5)

@@ -4,6 +4,9 @@
     PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --fit --data ../shared/data/mr
     # measure: writes bench-out/confidence.json and prints the tables (about 4 min)
     PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --data ../shared/data/mr
+    # cost of the map alone on an output of this size (slices, rows, cols): seconds (median of
+    # 3) and peak memory beyond its inputs, in output-sized float32 arrays
+    PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --time 160,256,256
 
 Cases: the bench's x4 thick-slice simulations (`intersr.bench.cases`: gauss_x4 matched,
 box_x4, sinc_x4, sinc2_y_x4 mismatch) of a 96-voxel crop around the anatomy, run with the shipped
@@ -41,8 +44,7 @@ CASE_NAMES = ("gauss_x4", "box_x4", "sinc_x4", "sinc2_y_x4")
 CROP = 96
 SAMPLES = 40000  # foreground voxels per case (random, seed 0) for the fit and Spearman
 FIT_COMMAND = "python scripts/confidence_eval.py --fit"
-PROVISIONAL = {"weights": {"bias": 0.0, "distance": 0.0, **{f: 0.0 for f in conf.FEATURES}},
-               "table": {"score": [0.0, 1.0], "error": [0.0, 1.0]}}
+PROVISIONAL = {"bias": 0.0, "terms": {}, "table": {"score": [0.0, 1.0], "error": [0.0, 1.0]}}
 
 
 def run(path: Path, case, crop: int) -> dict:
@@ -62,12 +64,10 @@ def run(path: Path, case, crop: int) -> dict:
     intensity = normaliser(reference)
     r, est = normalise(reference, intensity), normalise(as_np(result.array), intensity)
     positions = (np.arange(m) + 0.5) / result.factor - 0.5  # volumes.grid.output_positions
-    distance = np.broadcast_to(conf.slab_distance(positions)[:, None, None], result.array.shape)
     # features as the pipeline sees them (the input's normalisation)
     inner = normaliser(volume.array)
-    feats = {name: as_np(f) for name, f in conf.log_features(
+    feats = {name: as_np(np.ascontiguousarray(f)) for name, f in conf.features(
         inner.apply(volume.array), inner.apply(result.array), result.spread, positions)}
-    feats["distance"] = as_np(np.ascontiguousarray(distance))
     return {"error": np.abs(est - r), "fg": foreground_mask(r), "map": as_np(result.confidence),
             "features": feats, "distance": feats["distance"]}
 
@@ -90,8 +90,18 @@ def sample(mask: np.ndarray, n: int) -> np.ndarray:
 
 
 def fit(data: Path, crop: int) -> dict:
-    if not conf.CALIBRATION.exists():  # the pipeline's map needs one; its value is not used here
-        conf.CALIBRATION.write_text(json.dumps(PROVISIONAL))
+    # the pipeline's map needs a calibration (of this format); its value is not used here
+    before = conf.CALIBRATION.read_text() if conf.CALIBRATION.exists() else None
+    conf.CALIBRATION.write_text(json.dumps(PROVISIONAL))
+    try:
+        return fitted(data, crop)
+    except BaseException:
+        if before is not None:
+            conf.CALIBRATION.write_text(before)
+        raise
+
+
+def fitted(data: Path, crop: int) -> dict:
     samples = []
     for name in SEEN:
         for case in cases_of(CASE_NAMES):
@@ -101,10 +111,9 @@ def fit(data: Path, crop: int) -> dict:
             samples.append(({k: v.ravel()[idx] for k, v in c["features"].items()},
                             c["error"].ravel()[idx]))
             print(f"{name} {case.name}: {time.monotonic() - t0:.0f} s", flush=True)
-    calibration = conf.fit(samples)
+    calibration = conf.fit(samples, tuple(conf.FEATURES))
     calibration.update({
-        "unit": conf.UNIT, "features": list(conf.FEATURES) + ["distance"], "eps": conf.EPS,
-        "sigma": conf.SIGMA,
+        "unit": conf.UNIT, "features": list(conf.FEATURES), "eps": conf.EPS,
         "fitted_on": f"seen volumes {', '.join(SEEN)}; cases {', '.join(CASE_NAMES)}; "
                      f"{crop}-voxel crops; shipped network without adaptation",
         "command": FIT_COMMAND})
@@ -166,6 +175,29 @@ def evaluate(data: Path, crop: int) -> dict:
             "rows": rows, "reliability": reliability}
 
 
+def cost(size: tuple[int, int, int], repeats: int = 3) -> dict:
+    """Seconds and peak extra memory (tracemalloc: numpy reports its arrays) of
+    `confidence_map` on a smooth random output of `size`, thick slices at x4."""
+    import tracemalloc
+    rng = np.random.default_rng(0)
+    output = ndimage.gaussian_filter(rng.random(size, dtype=np.float32), 2.0)
+    thick = np.ascontiguousarray(output[::4])
+    spread = np.abs(ndimage.gaussian_filter(rng.standard_normal(size).astype(np.float32), 1.0))
+    positions = (np.arange(size[0]) + 0.5) / 4 - 0.5
+    calibration = conf.load_calibration()
+    seconds = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        conf.confidence_map(thick, output, spread, positions, calibration)
+        seconds.append(time.perf_counter() - t0)
+    tracemalloc.start()
+    conf.confidence_map(thick, output, spread, positions, calibration)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"size": list(size), "seconds_median": float(np.median(seconds)),
+            "seconds": seconds, "peak_output_arrays": peak / output.nbytes}
+
+
 def markdown(result: dict) -> str:
     s = result["summary"]
     lines = [f"Spearman rho (map vs true |error|, foreground): median {s['spearman_median']:.2f} "
@@ -195,12 +227,16 @@ def main() -> int:
     parser.add_argument("--fit", action="store_true", help="fit on the seen volumes")
     parser.add_argument("--crop", type=int, default=CROP)
     parser.add_argument("--out", default="bench-out/confidence.json")
+    parser.add_argument("--time", metavar="S,R,C", help="only time the map on this output size")
     args = parser.parse_args()
+    if args.time:
+        print(json.dumps(cost(tuple(int(v) for v in args.time.split(","))), indent=1))
+        return 0
     data = Path(args.data)
     if args.fit:
         calibration = fit(data, args.crop)
         conf.CALIBRATION.write_text(json.dumps(calibration, indent=1) + "\n")
-        print(json.dumps(calibration["weights"]))
+        print(json.dumps({n: t["heights"] for n, t in calibration["terms"].items()}))
         return 0
     result = evaluate(data, args.crop)
     out = Path(args.out)

@@ -1,23 +1,27 @@
 """The confidence map: per output voxel, the expected absolute error of the synthesised value.
 
-Torch-free, and cheap: no network pass beyond inference's own two. Five features of each output
+Torch-free, and cheap: no network pass beyond inference's own two. Features of each output
 voxel, all from what a run already has (normalised intensities, slice-index units):
-  spread      |row pass - col pass| of `networks.infer.super_resolve` (two test-time
-              variants the network computes anyway), Gaussian-smoothed (sigma 1 voxel); where
-              one pass keeps the pretrained network (`networks.backends.PerPlane`: one fine
-              in-plane axis) it also holds the two networks' difference, which the
+  spread*     |row pass - col pass| of `networks.infer.super_resolve` (two test-time
+              variants the network computes anyway), Gaussian-smoothed (sigma 1 and 2 voxels);
+              where one pass keeps the pretrained network (`networks.backends.PerPlane`: one
+              fine in-plane axis) it also holds the two networks' difference, which the
               calibration (brain volumes, one network) never saw
-  deviation   |output - linear interpolation of the thick slices|, smoothed (sigma 1)
+  deviation*  |output - linear interpolation of the thick slices|, smoothed (sigma 1 and 2)
   through     |through-plane derivative| of the output (Gaussian derivative, sigma 1)
-  gradient    gradient magnitude of the output (sigma 1)
+  gradient*   gradient magnitude of the output (sigma 0.5, 1, 2)
+  intensity*  the output itself, and smoothed (sigma 2, 4): the error grows with the signal
+  local_std   the output's local standard deviation (sigma 3): texture around the voxel
   distance    distance of the voxel's centre from the nearest acquired slab centre, in slice
               spacings (0 at a slab centre, 0.5 half-way between two)
-score = b0 + sum_i w_i log(f_i + eps) + w_d distance (log-linear), then a monotone table
-(score -> mean |error| over the calibration voxels, isotonic) maps the score to the expected
-absolute error in the input's normalised intensity (`acquisition.metrics.normaliser`: the
-input's 0.5th..99.5th percentiles -> 0..1).
+(log of the magnitudes). score = bias + sum_i g_i(feature_i), each g_i piecewise linear on
+knots at its feature's quantiles (an additive model: the score streams term by term, with at
+most two extra arrays alive), then a monotone table (score -> mean |error| over the
+calibration voxels, isotonic) maps the score to the expected absolute error in the input's
+normalised intensity (`acquisition.metrics.normaliser`: the input's 0.5th..99.5th percentiles
+-> 0..1).
 
-The coefficients live in `data/models/confidence.json`, fitted on the SEEN bench volumes only:
+The terms live in `data/models/confidence.json`, fitted on the SEEN bench volumes only:
 `python scripts/confidence_eval.py --fit` (the docstring there gives the run time); the same
 script measures it on the held-out volumes.
 """
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from scipy import ndimage
@@ -33,11 +37,10 @@ from scipy import ndimage
 from ..resources import DATA_DIR
 
 CALIBRATION = DATA_DIR / "models" / "confidence.json"
-FEATURES = ("spread", "deviation", "through", "gradient")  # log-features; distance is linear
 EPS = 1e-3
-SIGMA = 1.0
 UNIT = "expected absolute error, normalised intensity (input 0.5th..99.5th percentile -> 0..1)"
 CENTRE = 0.25  # voxels nearer than this (slice spacings) to a slab centre are "at the centre"
+CHUNK = 1 << 20  # voxels per np.interp call (its float64 result stays small)
 
 
 def slab_distance(positions: np.ndarray) -> np.ndarray:
@@ -57,43 +60,84 @@ def linear_through(thick: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return out
 
 
-def log_features(thick: np.ndarray, output: np.ndarray, spread: np.ndarray,
-                 positions: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, log(feature + EPS)) one at a time, so that at most one extra array is alive."""
-    yield "spread", _log(ndimage.gaussian_filter(spread, SIGMA))
-    deviation = linear_through(thick, positions)
-    np.subtract(output, deviation, out=deviation)
-    np.abs(deviation, out=deviation)
-    yield "deviation", _log(ndimage.gaussian_filter(deviation, SIGMA, output=deviation))
-    del deviation
-    yield "through", _log(np.abs(ndimage.gaussian_filter1d(output, SIGMA, axis=0, order=1)))
-    yield "gradient", _log(ndimage.gaussian_gradient_magnitude(output, SIGMA))
-
-
 def _log(array: np.ndarray) -> np.ndarray:
     array += EPS
     return np.log(array, out=array)
+
+
+def _deviation(thick, output, positions, sigma):
+    deviation = linear_through(thick, positions)
+    np.subtract(output, deviation, out=deviation)
+    np.abs(deviation, out=deviation)
+    return _log(ndimage.gaussian_filter(deviation, sigma, output=deviation))
+
+
+def _local_std(output, sigma):
+    power = np.multiply(output, output)
+    ndimage.gaussian_filter(power, sigma, output=power)
+    mean = ndimage.gaussian_filter(output, sigma)
+    np.multiply(mean, mean, out=mean)
+    power -= mean
+    del mean
+    np.maximum(power, 0, out=power)
+    return _log(np.sqrt(power, out=power))
+
+
+# name -> feature(thick, output, spread, positions); each computed alone, when its term is added
+FEATURES: dict[str, Callable[..., np.ndarray]] = {
+    "spread": lambda t, o, s, p: _log(ndimage.gaussian_filter(s, 1.0)),
+    "spread_s2": lambda t, o, s, p: _log(ndimage.gaussian_filter(s, 2.0)),
+    "deviation": lambda t, o, s, p: _deviation(t, o, p, 1.0),
+    "deviation_s2": lambda t, o, s, p: _deviation(t, o, p, 2.0),
+    "through": lambda t, o, s, p: _log(np.abs(ndimage.gaussian_filter1d(o, 1.0, axis=0, order=1))),
+    "gradient": lambda t, o, s, p: _log(ndimage.gaussian_gradient_magnitude(o, 1.0)),
+    "gradient_fine": lambda t, o, s, p: _log(ndimage.gaussian_gradient_magnitude(o, 0.5)),
+    "gradient_coarse": lambda t, o, s, p: _log(ndimage.gaussian_gradient_magnitude(o, 2.0)),
+    "intensity": lambda t, o, s, p: o.copy(),
+    "intensity_s2": lambda t, o, s, p: ndimage.gaussian_filter(o, 2.0),
+    "intensity_s4": lambda t, o, s, p: ndimage.gaussian_filter(o, 4.0),
+    "local_std": lambda t, o, s, p: _local_std(o, 3.0),
+    "distance": lambda t, o, s, p: np.broadcast_to(slab_distance(p)[:, None, None], o.shape),
+}
+
+
+def features(thick: np.ndarray, output: np.ndarray, spread: np.ndarray, positions: np.ndarray,
+             names: Iterable[str] = FEATURES) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, feature) one at a time, so that at most one feature array is alive."""
+    for name in names:
+        yield name, FEATURES[name](thick, output, spread, positions)
 
 
 def load_calibration(path: Path | None = None) -> dict:
     return json.loads(Path(path or CALIBRATION).read_text())
 
 
+def term(values: np.ndarray, knots: list[float], heights: list[float],
+         into: np.ndarray | None = None) -> np.ndarray:
+    """g(values): piecewise linear through (knots, heights), flat beyond the ends (float32),
+    computed in chunks; `into`: added to that (contiguous float32) array instead."""
+    flat = np.ravel(values)
+    out = np.zeros(flat.shape, np.float32) if into is None else into.reshape(-1)
+    k, h = np.asarray(knots, np.float64), np.asarray(heights, np.float64)
+    for start in range(0, flat.size, CHUNK):
+        out[start:start + CHUNK] += np.interp(flat[start:start + CHUNK], k, h).astype(np.float32)
+    return out.reshape(np.shape(values)) if into is None else into
+
+
 def score(thick: np.ndarray, output: np.ndarray, spread: np.ndarray, positions: np.ndarray,
-          weights: dict) -> np.ndarray:
-    """The log-linear score (uncalibrated; monotone in the expected error)."""
-    total = np.full(output.shape, weights["bias"], np.float32)
-    for name, feature in log_features(thick, output, spread, positions):
-        total += np.float32(weights[name]) * feature
-    total += (np.float32(weights["distance"]) * slab_distance(positions))[:, None, None]
+          calibration: dict) -> np.ndarray:
+    """The additive score (uncalibrated; monotone in the expected error)."""
+    terms = calibration["terms"]
+    total = np.full(output.shape, calibration["bias"], np.float32)
+    for name, feature in features(thick, output, spread, positions, terms):
+        term(feature, terms[name]["knots"], terms[name]["heights"], into=total)
     return total
 
 
 def calibrate(values: np.ndarray, calibration: dict) -> np.ndarray:
     """Score -> expected absolute error (the monotone table, flat beyond its ends)."""
     table = calibration["table"]
-    return np.interp(values, np.asarray(table["score"], np.float32),
-                     np.asarray(table["error"], np.float32)).astype(np.float32)
+    return term(values, table["score"], table["error"])
 
 
 def confidence_map(thick: np.ndarray, output: np.ndarray, spread: np.ndarray,
@@ -101,7 +145,7 @@ def confidence_map(thick: np.ndarray, output: np.ndarray, spread: np.ndarray,
     """Expected |error| per output voxel (normalised intensity); canonical arrays, axis 0 the
     slice axis; `thick` and `output` normalised, `spread` from `super_resolve(spread=True)`."""
     calibration = calibration or load_calibration()
-    return calibrate(score(thick, output, spread, positions, calibration["weights"]), calibration)
+    return calibrate(score(thick, output, spread, positions, calibration), calibration)
 
 
 def describe(calibration: dict) -> str:
@@ -111,24 +155,43 @@ def describe(calibration: dict) -> str:
 
 
 # ------------------------------------------------------------------------------ fitting
-def fit(samples: list[tuple[dict[str, np.ndarray], np.ndarray]], bins: int = 24) -> dict:
-    """Least squares of log(|error| + EPS) on the log-features and distance, then the
-    isotonic table of mean |error| per score quantile. samples: (features, |error|) with
-    features {name: log-feature values (1-D), "distance": distances (1-D)}."""
-    names = (*FEATURES, "distance")
-    x = np.concatenate([np.stack([f[n] for n in names], 1) for f, _ in samples]).astype(np.float64)
+def tents(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """The piecewise-linear basis on `knots` (one column per knot but the first: the bias
+    carries it), so that a term's heights are a least-squares solution."""
+    columns = []
+    for j in range(1, len(knots)):
+        unit = np.zeros(len(knots))
+        unit[j] = 1.0
+        columns.append(np.interp(values, knots, unit))
+    return np.stack(columns, 1)
+
+
+def fit(samples: list[tuple[dict[str, np.ndarray], np.ndarray]], names: tuple[str, ...],
+        knots: int = 8, ridge: float = 1e-3, bins: int = 24) -> dict:
+    """Ridge least squares of log(|error| + EPS) on the piecewise-linear terms (knots at each
+    feature's quantiles), then the isotonic table of mean |error| per score quantile.
+    samples: (features {name: values (1-D)}, |error|) per case."""
+    x = {n: np.concatenate([f[n] for f, _ in samples]).astype(np.float64) for n in names}
     y = np.concatenate([e for _, e in samples]).astype(np.float64)
-    design = np.c_[np.ones(len(x)), x]
-    coef, *_ = np.linalg.lstsq(design, np.log(y + EPS), rcond=None)
-    weights = {"bias": float(coef[0]), **{n: float(c) for n, c in zip(names, coef[1:])}}
+    grid = {n: np.unique(np.quantile(x[n], np.linspace(0, 1, knots))) for n in names}
+    design = np.concatenate([np.ones((len(y), 1))] + [tents(x[n], grid[n]) for n in names], 1)
+    coef = np.linalg.solve(design.T @ design + ridge * np.eye(design.shape[1]),
+                           design.T @ np.log(y + EPS))
+    terms, at = {}, 1
+    for n in names:
+        k = len(grid[n])
+        terms[n] = {"knots": [round(float(v), 6) for v in grid[n]],
+                    "heights": [0.0] + [round(float(v), 6) for v in coef[at:at + k - 1]]}
+        at += k - 1
     s = design @ coef
     edges = np.quantile(s, np.linspace(0, 1, bins + 1))
     which = np.clip(np.searchsorted(edges, s, side="right") - 1, 0, bins - 1)
     centres = np.array([s[which == b].mean() for b in range(bins)])
     errors = np.array([y[which == b].mean() for b in range(bins)])
     errors = _isotonic(errors, np.bincount(which, minlength=bins).astype(np.float64))
-    return {"weights": weights, "table": {"score": [round(float(v), 5) for v in centres],
-                                          "error": [round(float(v), 6) for v in errors]}}
+    return {"bias": float(coef[0]), "terms": terms,
+            "table": {"score": [round(float(v), 5) for v in centres],
+                      "error": [round(float(v), 6) for v in errors]}}
 
 
 def _isotonic(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
