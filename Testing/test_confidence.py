@@ -169,3 +169,29 @@ def test_fit_recovers_an_additive_error_model_and_the_map_streams_it(monkeypatch
     confidence.term(values, spread["knots"], spread["heights"], into=total)
     expected = 0.5 + np.interp(values, spread["knots"], spread["heights"])
     np.testing.assert_allclose(total, expected, rtol=1e-5)
+
+
+def test_map_leaves_its_inputs_alone_and_fits_the_memory_model(monkeypatch):
+    """The map reads the output and the spread without changing them, and holds no more
+    output-sized arrays than `runners.memory` budgets (numpy reports its arrays to tracemalloc)."""
+    import tracemalloc
+    from scipy import ndimage
+    from intersr.runners import memory
+    rng = np.random.default_rng(0)
+    output = ndimage.gaussian_filter(rng.random((40, 48, 48), dtype=np.float32), 2.0)
+    thick = np.ascontiguousarray(output[::4])
+    spread = np.abs(rng.standard_normal(output.shape).astype(np.float32))
+    positions = output_positions(len(thick), 4.0)
+    before = output.copy(), spread.copy()
+    monkeypatch.setattr(confidence, "CHUNK", 4096)
+    tracemalloc.start()
+    try:
+        conf_map = confidence.confidence_map(thick, output, spread, positions)
+        peak = tracemalloc.get_traced_memory()[1] / output.nbytes
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(output, before[0])
+    np.testing.assert_array_equal(spread, before[1])
+    assert conf_map.shape == output.shape and np.all(conf_map > 0)
+    # the spread, plus what the map computes (the map itself counted apart, beside the output)
+    assert 1 + peak <= memory.CONFIDENCE_COPIES + 1.05, peak

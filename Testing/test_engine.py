@@ -128,7 +128,8 @@ def test_inference_chunks_give_same_result():
     np.testing.assert_allclose(whole, tiny, atol=1e-5)
 
 
-def test_planes_beside_an_axis_adaptation_never_learned_keep_the_initial_network(tmp_path):
+def test_planes_beside_an_axis_adaptation_never_learned_keep_the_initial_network(tmp_path,
+                                                                             monkeypatch):
     """A series whose second in-plane axis is itself thick (2 x 10 mm in-plane): adaptation's
     pairs all lie beside the 10 mm axis, so only inference planes beside it get the adapted
     network; those beside the fine axis get the shipped one, unchanged. Near-isotropic
@@ -172,6 +173,20 @@ def test_planes_beside_an_axis_adaptation_never_learned_keep_the_initial_network
     assert {exported.beside(a).name for a in (1, 2)} == {"onnxruntime"}
     # the initial network is the shipped one: its own ONNX file runs, no second export
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapted.onnx"]
+    # a models folder without a usable ONNX file: the initial network is exported instead
+    from intersr.errors import WeightsError
+    from intersr.methods import dispatch
+
+    def no_onnx(*args, **kwargs):
+        raise WeightsError("no ONNX export listed")
+    monkeypatch.setattr(dispatch, "shipped_ort", no_onnx)
+    (tmp_path / "again").mkdir()
+    again, *_ = adapted_backend(options, volume, (6.0, 2.0, 10.0), 6.0, 1.5, use_ort=True,
+                                progress=Progress("none"), workdir=str(tmp_path / "again"))
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["adapted.onnx",
+                                                                      "initial.onnx"]
+    np.testing.assert_allclose(again.beside(1).run_planes(planes, positions, 1.5, 1.0),
+                               shipped.run_planes(planes, positions, 1.5, 1.0), atol=1e-4)
     np.testing.assert_allclose(exported.beside(1).run_planes(planes, positions, 1.5, 1.0),
                                shipped.run_planes(planes, positions, 1.5, 1.0), atol=1e-4)
     np.testing.assert_allclose(super_resolve(exported, volume, positions, 1.5, 1.0), mixed,

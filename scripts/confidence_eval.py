@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -91,14 +92,16 @@ def sample(mask: np.ndarray, n: int) -> np.ndarray:
 
 def fit(data: Path, crop: int) -> dict:
     # the pipeline's map needs a calibration (of this format); its value is not used here
+    # (restored afterwards, also on failure: main writes the new one, whole, once fitted)
     before = conf.CALIBRATION.read_text() if conf.CALIBRATION.exists() else None
     conf.CALIBRATION.write_text(json.dumps(PROVISIONAL))
     try:
         return fitted(data, crop)
-    except BaseException:
-        if before is not None:
+    finally:
+        if before is None:
+            conf.CALIBRATION.unlink(missing_ok=True)
+        else:
             conf.CALIBRATION.write_text(before)
-        raise
 
 
 def fitted(data: Path, crop: int) -> dict:
@@ -235,7 +238,9 @@ def main() -> int:
     data = Path(args.data)
     if args.fit:
         calibration = fit(data, args.crop)
-        conf.CALIBRATION.write_text(json.dumps(calibration, indent=1) + "\n")
+        partial = conf.CALIBRATION.with_suffix(".json.partial")
+        partial.write_text(json.dumps(calibration, indent=1) + "\n")
+        os.replace(partial, conf.CALIBRATION)
         print(json.dumps({n: t["heights"] for n, t in calibration["terms"].items()}))
         return 0
     result = evaluate(data, args.crop)

@@ -10,13 +10,14 @@ voxel, all from what a run already has (normalised intensities, slice-index unit
   deviation*  |output - linear interpolation of the thick slices|, smoothed (sigma 1 and 2)
   through     |through-plane derivative| of the output (Gaussian derivative, sigma 1)
   gradient*   gradient magnitude of the output (sigma 0.5, 1, 2)
-  intensity*  the output itself, and smoothed (sigma 2, 4): the error grows with the signal
+  intensity*  the output itself, and smoothed (sigma 2, 4): the error depends on the tissue
   local_std   the output's local standard deviation (sigma 3): texture around the voxel
   distance    distance of the voxel's centre from the nearest acquired slab centre, in slice
               spacings (0 at a slab centre, 0.5 half-way between two)
 (log of the magnitudes). score = bias + sum_i g_i(feature_i), each g_i piecewise linear on
-knots at its feature's quantiles (an additive model: the score streams term by term, with at
-most two extra arrays alive), then a monotone table (score -> mean |error| over the
+knots at its feature's 1st..99th percentiles and flat beyond (distance: linear over 0..0.5).
+An additive model, so the score streams term by term: at most three output-sized arrays alive
+besides the inputs (`runners.memory`). A monotone table (score -> mean |error| over the
 calibration voxels, isotonic) maps the score to the expected absolute error in the input's
 normalised intensity (`acquisition.metrics.normaliser`: the input's 0.5th..99.5th percentiles
 -> 0..1).
@@ -50,13 +51,16 @@ def slab_distance(positions: np.ndarray) -> np.ndarray:
 
 
 def linear_through(thick: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """The thick slices (axis 0) linearly interpolated at `positions` (clamped at the ends)."""
+    """The thick slices (axis 0) linearly interpolated at `positions` (clamped at the ends);
+    one output-sized array (plus a slice) alive."""
     p = np.clip(np.asarray(positions, np.float64), 0, len(thick) - 1)
     i0 = np.floor(p).astype(int)
     i1 = np.minimum(i0 + 1, len(thick) - 1)
-    w = (p - i0).astype(np.float32)[:, None, None]
-    out = thick[i0] * (1 - w)
-    out += thick[i1] * w
+    w = (p - i0).astype(np.float32)
+    out = thick[i0]
+    for k in range(len(out)):
+        out[k] *= 1 - w[k]
+        out[k] += w[k] * thick[i1[k]]
     return out
 
 
@@ -70,6 +74,27 @@ def _deviation(thick, output, positions, sigma):
     np.subtract(output, deviation, out=deviation)
     np.abs(deviation, out=deviation)
     return _log(ndimage.gaussian_filter(deviation, sigma, output=deviation))
+
+
+def _through(output, sigma):
+    derivative = ndimage.gaussian_filter1d(output, sigma, axis=0, order=1)
+    return _log(np.abs(derivative, out=derivative))
+
+
+def _gradient(output, sigma):
+    """Gaussian gradient magnitude with two output-sized arrays alive (scipy's holds three)."""
+    total = None
+    for axis in range(output.ndim):
+        order = [0] * output.ndim
+        order[axis] = 1
+        derivative = ndimage.gaussian_filter(output, sigma, order=order)
+        np.multiply(derivative, derivative, out=derivative)
+        if total is None:
+            total = derivative
+        else:
+            total += derivative
+        del derivative
+    return _log(np.sqrt(total, out=total))
 
 
 def _local_std(output, sigma):
@@ -89,16 +114,20 @@ FEATURES: dict[str, Callable[..., np.ndarray]] = {
     "spread_s2": lambda t, o, s, p: _log(ndimage.gaussian_filter(s, 2.0)),
     "deviation": lambda t, o, s, p: _deviation(t, o, p, 1.0),
     "deviation_s2": lambda t, o, s, p: _deviation(t, o, p, 2.0),
-    "through": lambda t, o, s, p: _log(np.abs(ndimage.gaussian_filter1d(o, 1.0, axis=0, order=1))),
-    "gradient": lambda t, o, s, p: _log(ndimage.gaussian_gradient_magnitude(o, 1.0)),
-    "gradient_fine": lambda t, o, s, p: _log(ndimage.gaussian_gradient_magnitude(o, 0.5)),
-    "gradient_coarse": lambda t, o, s, p: _log(ndimage.gaussian_gradient_magnitude(o, 2.0)),
-    "intensity": lambda t, o, s, p: o.copy(),
+    "through": lambda t, o, s, p: _through(o, 1.0),
+    "gradient": lambda t, o, s, p: _gradient(o, 1.0),
+    "gradient_fine": lambda t, o, s, p: _gradient(o, 0.5),
+    "gradient_coarse": lambda t, o, s, p: _gradient(o, 2.0),
+    "intensity": lambda t, o, s, p: o,  # read only
     "intensity_s2": lambda t, o, s, p: ndimage.gaussian_filter(o, 2.0),
     "intensity_s4": lambda t, o, s, p: ndimage.gaussian_filter(o, 4.0),
     "local_std": lambda t, o, s, p: _local_std(o, 3.0),
     "distance": lambda t, o, s, p: np.broadcast_to(slab_distance(p)[:, None, None], o.shape),
 }
+PER_SLICE = {"distance": slab_distance}  # features constant over a slice: scored per slice
+# knots fixed in advance: the calibration cases (x4) have only two slab distances (0.125,
+# 0.375); a term linear over the whole range 0..0.5 holds at every factor
+FIXED_KNOTS = {"distance": (0.0, 0.5)}
 
 
 def features(thick: np.ndarray, output: np.ndarray, spread: np.ndarray, positions: np.ndarray,
@@ -115,8 +144,10 @@ def load_calibration(path: Path | None = None) -> dict:
 def term(values: np.ndarray, knots: list[float], heights: list[float],
          into: np.ndarray | None = None) -> np.ndarray:
     """g(values): piecewise linear through (knots, heights), flat beyond the ends (float32),
-    computed in chunks; `into`: added to that (contiguous float32) array instead."""
+    computed in chunks; `into`: added to that (C-contiguous float32) array instead."""
     flat = np.ravel(values)
+    if into is not None and not into.flags.c_contiguous:
+        raise ValueError("term(into=...) needs a C-contiguous array")
     out = np.zeros(flat.shape, np.float32) if into is None else into.reshape(-1)
     k, h = np.asarray(knots, np.float64), np.asarray(heights, np.float64)
     for start in range(0, flat.size, CHUNK):
@@ -126,11 +157,17 @@ def term(values: np.ndarray, knots: list[float], heights: list[float],
 
 def score(thick: np.ndarray, output: np.ndarray, spread: np.ndarray, positions: np.ndarray,
           calibration: dict) -> np.ndarray:
-    """The additive score (uncalibrated; monotone in the expected error)."""
+    """The additive score (uncalibrated; monotone in the expected error). Each feature is made
+    and added alone, so the score, one feature and its filter's temporaries are alive at once."""
     terms = calibration["terms"]
     total = np.full(output.shape, calibration["bias"], np.float32)
-    for name, feature in features(thick, output, spread, positions, terms):
-        term(feature, terms[name]["knots"], terms[name]["heights"], into=total)
+    for name, t in terms.items():
+        if name in PER_SLICE:
+            per_slice = term(PER_SLICE[name](positions), t["knots"], t["heights"])
+            total += per_slice[:, None, None]
+            continue
+        term(FEATURES[name](thick, output, spread, positions), t["knots"], t["heights"],
+             into=total)
     return total
 
 
@@ -173,7 +210,10 @@ def fit(samples: list[tuple[dict[str, np.ndarray], np.ndarray]], names: tuple[st
     samples: (features {name: values (1-D)}, |error|) per case."""
     x = {n: np.concatenate([f[n] for f, _ in samples]).astype(np.float64) for n in names}
     y = np.concatenate([e for _, e in samples]).astype(np.float64)
-    grid = {n: np.unique(np.quantile(x[n], np.linspace(0, 1, knots))) for n in names}
+    # outer knots at the 1st and 99th percentiles: the terms stay flat beyond them rather
+    # than following a few outliers' slope
+    grid = {n: np.asarray(FIXED_KNOTS[n]) if n in FIXED_KNOTS
+            else np.unique(np.quantile(x[n], np.linspace(0.01, 0.99, knots))) for n in names}
     design = np.concatenate([np.ones((len(y), 1))] + [tents(x[n], grid[n]) for n in names], 1)
     coef = np.linalg.solve(design.T @ design + ridge * np.eye(design.shape[1]),
                            design.T @ np.log(y + EPS))

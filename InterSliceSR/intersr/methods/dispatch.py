@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import ResourceError
+from ..errors import ResourceError, WeightsError
 from ..networks.backends import (Backend, OrtBackend, PerPlane, TorchBackend, pick_device,
                                  shipped_ort)
 from ..networks.network import NetConfig, build_network
@@ -87,10 +87,16 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
     progress.log(f"intersr: adaptation learned only planes beside the coarse in-plane axis; "
                  f"planes beside the {fine} one keep the pretrained network")
     extra["pretrained_planes"] = f"beside the {fine} in-plane axis"
+    second = None
     if isinstance(backend, OrtBackend) and options.weights is None:
-        # the shipped network's own, sha256-checked ONNX file: no second export
-        second, _ = shipped_ort(device.type, threads=ort_threads(options), arena=False)
-    else:
+        # the shipped network's own, sha256-checked ONNX file: no second export (unless the
+        # models folder has none, or one of other weights: then export as for the adapted one)
+        try:
+            second, onnx_sha = shipped_ort(device.type, threads=ort_threads(options), arena=False)
+            second = second if onnx_sha == sha else None
+        except WeightsError:
+            second = None
+    if second is None:
         second = runner(initial, device, options,
                         folder if isinstance(backend, OrtBackend) else None, "initial",
                         use_ort, progress, arena=False)

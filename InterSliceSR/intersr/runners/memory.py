@@ -27,8 +27,8 @@ CHUNK_PEAK_BYTES = {"torch": 240 * MIB, "onnxruntime": 200 * MIB}
 WRITE_COPIES = 3.0  # float32 output copies alive while writing, beyond the output itself
 INPUT_COPIES = 2.0  # float32 copies of the input kept during a run
 # --confidence: while its features are computed, the two passes' spread, the score, one feature
-# and one filter temporary (counted from methods/confidence.py, not measured); the map itself
-# stays alive beside the output until both are written
+# and one filter temporary (measured with tracemalloc: Testing/test_confidence.py); the map
+# itself stays alive beside the output until both are written
 CONFIDENCE_COPIES = 4.0
 
 
