@@ -4,14 +4,20 @@
     PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --fit --data ../shared/data/mr
     # measure: writes bench-out/confidence.json and prints the tables (about 4 min)
     PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --data ../shared/data/mr
+    # the same on runs that adapt as the default run does on the CPU (500 steps; about 25 min)
+    PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --data ../shared/data/mr \
+        --adapt-steps 500 --out docs/results/confidence_adapted.json
+    # the sub-mm clinical series (non-brain; one fine in-plane axis), default adaptation
+    PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --data ../shared/data/mr \
+        --submm --adapt-steps 500 --out docs/results/confidence_submm.json
     # cost of the map alone on an output of this size (slices, rows, cols): seconds (median of
     # 3) and peak memory beyond its inputs, in output-sized float32 arrays
     PYTHONPATH=InterSliceSR python scripts/confidence_eval.py --time 160,256,256
 
 Cases: the bench's x4 thick-slice simulations (`intersr.bench.cases`: gauss_x4 matched,
 box_x4, sinc_x4, sinc2_y_x4 mismatch) of a 96-voxel crop around the anatomy, run with the shipped
-network alone (`no_adapt`, ONNX Runtime) through `runners.pipeline.super_resolve_volume`, i.e.
-the map `intersr run --confidence` writes. The true error: |output - reference| after the
+network alone (`no_adapt`, ONNX Runtime; `--adapt-steps N`: adapted for N steps) through
+`runners.pipeline.super_resolve_volume`, i.e. the map `intersr run --confidence` writes. The true error: |output - reference| after the
 bench's normalisation (`acquisition.metrics`: the reference's 0.5th..99.5th percentiles -> 0..1,
 clipped), on the bench's foreground mask. Seen and held-out volumes never mix
 (`intersr.resources.HELD_OUT`).
@@ -31,8 +37,9 @@ from scipy import ndimage
 from scipy.stats import spearmanr
 
 from intersr.acquisition.metrics import foreground_mask, normalise, normaliser
-from intersr.bench.cases import (CASES, DEFAULT_DATA, crop_to_anatomy, prepared_reference,
-                                 reference_at_output, thick_case)
+from intersr.bench.cases import (CASES, DEFAULT_DATA, SUBMM_CASES, SUBMM_CROP, SUBMM_VOLUMES,
+                                 crop_to_anatomy, prepared_reference, reference_at_output,
+                                 thick_case)
 from intersr.methods import confidence as conf
 from intersr.options import make
 from intersr.resources import HELD_OUT
@@ -48,14 +55,18 @@ FIT_COMMAND = "python scripts/confidence_eval.py --fit"
 PROVISIONAL = {"bias": 0.0, "terms": {}, "table": {"score": [0.0, 1.0], "error": [0.0, 1.0]}}
 
 
-def run(path: Path, case, crop: int) -> dict:
+def run(path: Path, case, crop: int, adapt_steps: int = 0) -> dict:
     """One case: reference, output, map, the two passes' spread, all as numpy (z, y, x)."""
     image, _ = crop_to_anatomy(sitk.ReadImage(str(path)), crop)
     ref = prepared_reference(image, case)
-    thick = thick_case(ref, case)
     voxel = ref.GetSpacing()[case.axis]
-    volume = to_volume(thick, force=True, source=case.name, slice_thickness=case.header * voxel)
-    result = super_resolve_volume(volume, make(spacing=voxel, no_adapt=True), confidence=True)
+    case = case.in_voxels(voxel)  # the sub-mm cases are stated in mm
+    thick = thick_case(ref, case)
+    volume = to_volume(thick, force=True, source=case.name, slice_thickness=case.header * voxel,
+                       slice_axis=case.axis)  # as the bench: the spine's own 7.5 mm axis is thicker
+    budget = {"adapt_steps": adapt_steps} if adapt_steps else {"no_adapt": True}
+    result = super_resolve_volume(volume, make(spacing=case.target * voxel, **budget),
+                                  confidence=True)
     g = result.geometry
     m = result.array.shape[0]
     np_axis = 2 - case.axis
@@ -123,11 +134,15 @@ def fitted(data: Path, crop: int) -> dict:
     return calibration
 
 
-def evaluate(data: Path, crop: int) -> dict:
+def evaluate(data: Path, crop: int, adapt_steps: int = 0, submm: bool = False) -> dict:
+    """The held-out brain cases, or (submm) the sub-mm clinical series' cases (seen by the
+    shipped network in pre-training, never by the map's calibration)."""
     rows, pooled_map, pooled_err = [], [], []
-    for name in (h.split(".")[0] for h in HELD_OUT):
-        for case in cases_of(CASE_NAMES):
-            c = run(data / f"{name}.nii.gz", case, crop)
+    volumes = SUBMM_VOLUMES if submm else HELD_OUT
+    cases = SUBMM_CASES if submm else cases_of(CASE_NAMES)
+    for name in (h.split(".")[0] for h in volumes):
+        for case in cases:
+            c = run(data / f"{name}.nii.gz", case, crop, adapt_steps)
             fg = c["fg"]
             idx = sample(fg, SAMPLES)
             pred, err = c["map"].ravel()[idx], c["error"].ravel()[idx]
@@ -164,8 +179,11 @@ def evaluate(data: Path, crop: int) -> dict:
                     "observed": float(err[which == d].mean()), "n": int((which == d).sum())}
                    for d in range(10)]
     rhos = [r["spearman"] for r in rows]
-    return {"crop": crop, "cases": list(CASE_NAMES), "held_out": list(HELD_OUT),
-            "adaptation": "none (shipped network, ONNX Runtime)",
+    return {"crop": crop, "cases": [c.name for c in cases], "volumes": list(volumes),
+            "split": "sub-mm clinical series (the shipped network saw them in pre-training; the "
+                     "calibration did not)" if submm else "held-out",
+            "adaptation": (f"{adapt_steps} steps (the default run's CPU budget is 500 steps or "
+                           "75 s)" if adapt_steps else "none (shipped network, ONNX Runtime)"),
             "summary": {"spearman_median": float(np.median(rhos)), "spearman_min": float(min(rhos)),
                         "spearman_max": float(max(rhos)),
                         "spearman_local_error_median": float(np.median(
@@ -230,6 +248,12 @@ def main() -> int:
     parser.add_argument("--fit", action="store_true", help="fit on the seen volumes")
     parser.add_argument("--crop", type=int, default=CROP)
     parser.add_argument("--out", default="bench-out/confidence.json")
+    parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
+                        help="measure on runs adapted for N steps (the calibration is fitted "
+                             "without adaptation)")
+    parser.add_argument("--submm", action="store_true",
+                        help="measure on the bench's sub-mm clinical cases instead (crop "
+                             f"{SUBMM_CROP})")
     parser.add_argument("--time", metavar="S,R,C", help="only time the map on this output size")
     args = parser.parse_args()
     if args.time:
@@ -243,7 +267,8 @@ def main() -> int:
         os.replace(partial, conf.CALIBRATION)
         print(json.dumps({n: t["heights"] for n, t in calibration["terms"].items()}))
         return 0
-    result = evaluate(data, args.crop)
+    result = evaluate(data, SUBMM_CROP if args.submm else args.crop, args.adapt_steps,
+                      args.submm)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
