@@ -17,10 +17,10 @@
 Cases: the bench's x4 thick-slice simulations (`intersr.bench.cases`: gauss_x4 matched,
 box_x4, sinc_x4, sinc2_y_x4 mismatch) of a 96-voxel crop around the anatomy, run with the shipped
 network alone (`no_adapt`, ONNX Runtime; `--adapt-steps N`: adapted for N steps) through
-`runners.pipeline.super_resolve_volume`, i.e. the map `intersr run --confidence` writes. The true error: |output - reference| after the
-bench's normalisation (`acquisition.metrics`: the reference's 0.5th..99.5th percentiles -> 0..1,
-clipped), on the bench's foreground mask. Seen and held-out volumes never mix
-(`intersr.resources.HELD_OUT`).
+`runners.pipeline.super_resolve_volume`, i.e. the map `intersr run --confidence` writes. The
+true error: |output - reference| after the bench's normalisation (`acquisition.metrics`: the
+reference's 0.5th..99.5th percentiles -> 0..1, clipped), on the bench's foreground mask. Seen
+and held-out volumes never mix (`intersr.resources.HELD_OUT`).
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ from intersr.options import make
 from intersr.resources import HELD_OUT
 from intersr.runners.pipeline import super_resolve_volume
 from intersr.volumes.geometry import to_image
+from intersr.volumes.grid import output_positions
 from intersr.volumes.read import to_volume
 
 SEEN = ("brain_t1_eun_fnndsc_8bit", "brain_t1_memprage_fnndsc", "brain_t1_seg3d")
@@ -75,7 +76,7 @@ def run(path: Path, case, crop: int, adapt_steps: int = 0) -> dict:
     reference = np.take(ref_out, np.arange(m), axis=np_axis)
     intensity = normaliser(reference)
     r, est = normalise(reference, intensity), normalise(as_np(result.array), intensity)
-    positions = (np.arange(m) + 0.5) / result.factor - 0.5  # volumes.grid.output_positions
+    positions = output_positions(volume.array.shape[0], result.factor)
     # features as the pipeline sees them (the input's normalisation)
     inner = normaliser(volume.array)
     feats = {name: as_np(np.ascontiguousarray(f)) for name, f in conf.features(
@@ -201,10 +202,11 @@ def cost(size: tuple[int, int, int], repeats: int = 3) -> dict:
     `confidence_map` on a smooth random output of `size`, thick slices at x4."""
     import tracemalloc
     rng = np.random.default_rng(0)
+    positions = output_positions(size[0] // 4, 4.0)
+    size = (len(positions), *size[1:])
     output = ndimage.gaussian_filter(rng.random(size, dtype=np.float32), 2.0)
     thick = np.ascontiguousarray(output[::4])
     spread = np.abs(ndimage.gaussian_filter(rng.standard_normal(size).astype(np.float32), 1.0))
-    positions = (np.arange(size[0]) + 0.5) / 4 - 0.5
     calibration = conf.load_calibration()
     seconds = []
     for _ in range(repeats):

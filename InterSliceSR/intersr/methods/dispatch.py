@@ -92,10 +92,10 @@ def adapted_backend(options: RunOptions, normalised: np.ndarray,
         # the shipped network's own, sha256-checked ONNX file: no second export (unless the
         # models folder has none, or one of other weights: then export as for the adapted one)
         try:
-            second, onnx_sha = shipped_ort(device.type, threads=ort_threads(options), arena=False)
-            second = second if onnx_sha == sha else None
+            shipped, onnx_sha = shipped_ort(device.type, threads=ort_threads(options), arena=False)
+            second = shipped if onnx_sha == sha else None
         except WeightsError:
-            second = None
+            pass
     if second is None:
         second = runner(initial, device, options,
                         folder if isinstance(backend, OrtBackend) else None, "initial",
